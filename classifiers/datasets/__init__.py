@@ -1,0 +1,131 @@
+"""Dataset loaders for probe training and evaluation (data stays in ../shared/datasets).
+
+Every labelled loader yields :class:`Transcript` records in one template per concept; see
+README.md in this folder for each framing decision. Usage::
+
+    from classifiers.datasets import load_transcripts, split, default_datasets_root
+    data = load_transcripts("deception_lie_detector_pairs", default_datasets_root())
+    parts = split(data, val_fraction=0.2, seed=0)
+"""
+
+from __future__ import annotations
+
+from classifiers.datasets import (
+    bias_bbq,
+    bias_winobias,
+    code_safecoder,
+    code_sven,
+    deception_lie_pairs,
+    deception_repe,
+    deception_truthfulqa,
+    sycophancy_opinion,
+    sycophancy_pressure,
+)
+from classifiers.datasets.files import default_datasets_root, resolve_datasets_root
+from classifiers.datasets.registry import (
+    DatasetSpec,
+    dataset_names,
+    get_dataset,
+    load_scenarios,
+    load_transcripts,
+    register_dataset,
+)
+from classifiers.datasets.split import Split, split
+from classifiers.datasets.types import (
+    CONCEPTS,
+    DatasetError,
+    PressureScenario,
+    Transcript,
+    chat_pair,
+)
+
+__all__ = [
+    "CONCEPTS",
+    "DatasetError",
+    "DatasetSpec",
+    "PressureScenario",
+    "Split",
+    "Transcript",
+    "chat_pair",
+    "dataset_names",
+    "default_datasets_root",
+    "get_dataset",
+    "load_scenarios",
+    "load_transcripts",
+    "register_dataset",
+    "resolve_datasets_root",
+    "split",
+]
+
+# The built-in datasets: one explicit list (registering only fills a dict; nothing is read).
+register_dataset(
+    deception_lie_pairs.NAME,
+    deception_lie_pairs.load,
+    concept="deception",
+    role="train",
+    description="question -> honest vs lie sentence in one normalised form",
+)
+register_dataset(
+    deception_repe.NAME,
+    deception_repe.load,
+    concept="deception",
+    role="train",
+    description="'tell me a true fact' -> true vs false statement",
+)
+register_dataset(
+    deception_truthfulqa.NAME,
+    deception_truthfulqa.load,
+    concept="deception",
+    role="cross_source",
+    description="question -> correct vs length-matched incorrect answer",
+)
+register_dataset(
+    sycophancy_opinion.NAME,
+    sycophancy_opinion.load,
+    concept="sycophancy",
+    role="train",
+    description="opinionated prompt -> choice matching the user vs the other choice",
+)
+register_dataset(
+    sycophancy_pressure.NAME,
+    sycophancy_pressure.load,
+    concept="sycophancy",
+    role="scenarios",
+    labelled=False,
+    description="multi-turn pressure scenarios; unlabelled, for generation only",
+)
+register_dataset(
+    code_sven.NAME,
+    code_sven.load,
+    concept="unsafe_code",
+    role="train",
+    description="request for a function -> vulnerable vs fixed code (fenced)",
+)
+register_dataset(
+    code_safecoder.NAME,
+    code_safecoder.load,
+    concept="unsafe_code",
+    role="cross_source",
+    description="functional description -> vulnerable vs fixed code (fenced)",
+)
+register_dataset(
+    bias_bbq.NAME,
+    bias_bbq.load,
+    concept="bias",
+    role="train",
+    description="ambiguous BBQ context -> stereotyped vs 'cannot be determined' answer",
+)
+register_dataset(
+    bias_bbq.NAME_STEREO,
+    bias_bbq.load_stereo_vs_anti,
+    concept="bias",
+    role="train",
+    description="ambiguous BBQ context -> stereotyped vs anti-stereotyped answer",
+)
+register_dataset(
+    bias_winobias.NAME,
+    bias_winobias.load,
+    concept="bias",
+    role="cross_source",
+    description="neutral request -> pro- vs anti-stereotyped sentence",
+)
