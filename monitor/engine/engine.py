@@ -1,0 +1,48 @@
+"""``Engine``: a loaded model ready to stream generations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from monitor.engine.chat import render_chat
+from monitor.engine.decode import Generation
+from monitor.engine.fastpath import fast_path_supported
+from monitor.engine.runner import FastRunner, select_runner
+from monitor.engine.sampling import SamplingParams
+from monitor.engine.tap import Tap
+
+
+class Engine:
+    """Owns the model, tokenizer and the fast runner (built once)."""
+
+    def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), fast: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stop_token_ids = tuple(stop_token_ids)
+        self._fast = FastRunner(model) if fast and fast_path_supported(model) else None
+
+    @classmethod
+    def from_loaded(cls, lm: Any, fast: bool = True) -> Engine:
+        return cls(lm.model, lm.tokenizer, lm.stop_token_ids, fast=fast)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.model.cfg.n_ctx)
+
+    def render(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        return render_chat(self.tokenizer, messages)
+
+    def generation(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        taps: Sequence[Tap] = (),
+        request_id: str = "",
+        on_tap_error: Literal["raise", "continue"] = "raise",
+    ) -> Generation:
+        """A new streaming generation (iterate it). Taps must be attached (entered)."""
+        return Generation(
+            select_runner(self.model, self._fast), self.model, self.tokenizer, prompt_ids, params,
+            stop_token_ids=self.stop_token_ids, taps=taps, request_id=request_id, on_tap_error=on_tap_error,
+        )

@@ -1,0 +1,163 @@
+"""A lean forward pass over a Llama-style ``HookedTransformer``'s own weights.
+
+TransformerLens' forward runs ~40 Python-level modules per layer; on a 2-core CPU that
+overhead is larger than the matrix products of a 135M model. This module runs the same
+computation (RMSNorm, rotary GQA attention, gated SiLU MLP) directly on the model's
+parameters with a preallocated KV cache, and calls the model's residual-stream
+``HookPoint`` modules (``hook_resid_pre``/``hook_resid_mid``/``hook_resid_post``) when
+they have hooks, so taps and ``model.hooks(...)`` on those points work unchanged.
+
+When a hook is attached anywhere else (attention patterns, MLP internals), or the model
+is not Llama-style, :func:`fast_path_supported` says no and the caller falls back to the
+stock TransformerLens forward. Parity with the stock forward is tested (logits within
+1e-4, identical greedy tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from monitor.engine.kvcache import KVCache
+
+RESID_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
+def fast_path_supported(model: Any) -> bool:
+    cfg = model.cfg
+    if not (
+        cfg.normalization_type == "RMS"
+        and cfg.positional_embedding_type == "rotary"
+        and cfg.gated_mlp
+        and cfg.act_fn == "silu"
+        and not cfg.rotary_adjacent_pairs
+        and cfg.rotary_dim == cfg.d_head
+        and not getattr(cfg, "use_qk_norm", False)
+        and not getattr(cfg, "parallel_attn_mlp", False)
+        and getattr(cfg, "final_rms", False)
+    ):
+        return False
+    return not _foreign_hooks(model)
+
+
+def _foreign_hooks(model: Any) -> bool:
+    """True when a hook is attached to a hook point the fast path does not call."""
+    for name, hp in model.hook_dict.items():
+        if (hp._forward_hooks or hp._backward_hooks) and not name.endswith(RESID_HOOKS):
+            return True
+    return False
+
+
+class FastForward:
+    """Runs a Llama-style HookedTransformer with a :class:`KVCache`."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        cfg = model.cfg
+        self.cfg = cfg
+        self.n_kv = cfg.n_key_value_heads or cfg.n_heads
+        self.scale = 1.0 / (cfg.d_head ** 0.5) if cfg.use_attn_scale else 1.0
+        dev = next(model.parameters()).device
+        self.device = dev
+        # rotary tables, computed as TransformerLens does (float32, "(2 d)" layout)
+        pos = torch.arange(cfg.n_ctx, dtype=torch.float32)
+        dim = torch.arange(cfg.rotary_dim // 2, dtype=torch.float32)
+        freq = cfg.rotary_base ** (dim / (cfg.rotary_dim / 2))
+        freq = torch.cat([freq, freq])
+        angles = pos[:, None] / freq[None, :]
+        self.sin = torch.sin(angles).to(dev, cfg.dtype)
+        self.cos = torch.cos(angles).to(dev, cfg.dtype)
+        self.layers = [self._layer_weights(b) for b in model.blocks]
+
+    def _layer_weights(self, block: Any) -> dict[str, Any]:
+        a, m = block.attn, block.mlp
+        h, kv, d = self.cfg.n_heads, self.n_kv, self.cfg.d_head
+        k_w = a._W_K if hasattr(a, "_W_K") else a.W_K
+        v_w = a._W_V if hasattr(a, "_W_V") else a.W_V
+        k_b = a._b_K if hasattr(a, "_b_K") else a.b_K
+        v_b = a._b_V if hasattr(a, "_b_V") else a.b_V
+        # [out, in] matrices (views of the model's parameters where the layout allows)
+        wq = a.W_Q.permute(0, 2, 1).reshape(h * d, -1)
+        wk = k_w.permute(0, 2, 1).reshape(kv * d, -1)
+        wv = v_w.permute(0, 2, 1).reshape(kv * d, -1)
+        return {
+            "block": block,
+            "ln1": block.ln1.w, "ln2": block.ln2.w,
+            # fused views made by relayout_for_speed; a concatenated copy otherwise
+            "wqkv": a._saeguard_wqkv if hasattr(a, "_saeguard_wqkv") else torch.cat([wq, wk, wv]).contiguous(),
+            "bqkv": torch.cat([a.b_Q.reshape(-1), k_b.reshape(-1), v_b.reshape(-1)]),
+            "wo": a.W_O.permute(2, 0, 1).reshape(a.W_O.shape[2], -1),
+            "bo": a.b_O,
+            "wgi": m._saeguard_wgi if hasattr(m, "_saeguard_wgi") else torch.cat([m.W_gate.T, m.W_in.T]).contiguous(),
+            "b_in": m.b_in, "wout": m.W_out.T, "bout": m.b_out,
+            "hooks": {n: getattr(block, n) for n in RESID_HOOKS},
+        }
+
+    def new_cache(self, batch: int = 1, capacity: int = 256) -> KVCache:
+        return KVCache(self.cfg.n_layers, batch, self.n_kv, self.cfg.d_head, self.device, self.cfg.dtype, capacity)
+
+    def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x / (x.pow(2).mean(-1, keepdim=True) + self.cfg.eps).sqrt() * w
+
+    @staticmethod
+    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1] // 2
+        rot = torch.cat([-x[..., n:], x[..., :n]], dim=-1)
+        return x * cos + rot * sin
+
+    @staticmethod
+    def _maybe_hook(hp: Any, x: torch.Tensor) -> torch.Tensor:
+        return hp(x) if hp._forward_hooks else x
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache, stop_at_layer: int | None = None) -> torch.Tensor:
+        """``tokens`` [batch, new] appended after each row's cached length (all rows must
+        have the same cached length here). Returns the residual after the last layer run,
+        [batch, new, d_model] (apply :meth:`logits` for the next-token logits)."""
+        cfg = self.cfg
+        B, P = tokens.shape
+        start = int(cache.lengths[0])
+        end = start + P
+        cache.ensure(end)
+        cos = self.cos[start:end][None, None]
+        sin = self.sin[start:end][None, None]
+        x = self.model.embed.W_E[tokens]
+        h, kv, d = cfg.n_heads, self.n_kv, cfg.d_head
+        n_layers = cfg.n_layers if stop_at_layer is None else stop_at_layer
+        for li in range(n_layers):
+            L = self.layers[li]
+            hooks = L["hooks"]
+            x = self._maybe_hook(hooks["hook_resid_pre"], x)
+            qkv = F.linear(self._rms(x, L["ln1"]), L["wqkv"], L["bqkv"])
+            q = qkv[..., : h * d].view(B, P, h, d).transpose(1, 2)
+            k = qkv[..., h * d : (h + kv) * d].view(B, P, kv, d).transpose(1, 2)
+            v = qkv[..., (h + kv) * d :].view(B, P, kv, d).transpose(1, 2)
+            q = self._rope(q, cos, sin)
+            k = self._rope(k, cos, sin)
+            cache.k[li][:, :, start:end] = k
+            cache.v[li][:, :, start:end] = v
+            keys = cache.k[li][:, :, :end]
+            vals = cache.v[li][:, :, :end]
+            attn = F.scaled_dot_product_attention(
+                q, keys, vals, is_causal=(P > 1 and start == 0), scale=self.scale,
+                enable_gqa=(kv != h), attn_mask=None if (P == 1 or start == 0) else self._chunk_mask(start, end),
+            )
+            x = x + F.linear(attn.transpose(1, 2).reshape(B, P, h * d), L["wo"], L["bo"])
+            x = self._maybe_hook(hooks["hook_resid_mid"], x)
+            gi = F.linear(self._rms(x, L["ln2"]), L["wgi"])
+            gate, lin = gi.chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * lin + L["b_in"], L["wout"], L["bout"])
+            x = self._maybe_hook(hooks["hook_resid_post"], x)
+        cache.lengths += P
+        return x
+
+    def _chunk_mask(self, start: int, end: int) -> torch.Tensor:
+        q_pos = torch.arange(start, end, device=self.device)[:, None]
+        k_pos = torch.arange(end, device=self.device)[None, :]
+        return k_pos <= q_pos
+
+    def logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """Next-token logits from the final residual (final RMSNorm + unembed)."""
+        x = self._rms(resid, self.model.ln_final.w)
+        return F.linear(x, self.model.unembed.W_U.T, self.model.unembed.b_U)

@@ -1,0 +1,64 @@
+"""Build a ``HookedTransformer`` from a Llama-architecture HF model (SmolLM2).
+
+SmolLM2 is not in TransformerLens' list of official models, so its config is built by
+hand from the HF config, with every weight-processing step off (``fold_ln``,
+``center_writing_weights``, ``center_unembed``, ``fold_value_biases``): then
+``blocks.L.hook_resid_post`` equals HF ``hidden_states[L+1]`` and an SAE trained on one
+transfers to the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+
+
+def llama_tl_config(hf_config: Any, device: torch.device, n_ctx: int | None = None) -> HookedTransformerConfig:
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    n_kv = hf_config.num_key_value_heads
+    return HookedTransformerConfig(
+        d_model=hf_config.hidden_size,
+        d_head=hf_config.hidden_size // hf_config.num_attention_heads,
+        n_heads=hf_config.num_attention_heads,
+        d_mlp=hf_config.intermediate_size,
+        n_layers=hf_config.num_hidden_layers,
+        n_ctx=n_ctx or hf_config.max_position_embeddings,
+        eps=hf_config.rms_norm_eps,
+        d_vocab=hf_config.vocab_size,
+        act_fn=hf_config.hidden_act,
+        n_key_value_heads=n_kv if n_kv != hf_config.num_attention_heads else None,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_adjacent_pairs=False,
+        rotary_dim=hf_config.hidden_size // hf_config.num_attention_heads,
+        rotary_base=rope_theta,
+        final_rms=True,
+        gated_mlp=True,
+        original_architecture="LlamaForCausalLM",
+        tokenizer_prepends_bos=False,
+        default_prepend_bos=False,
+        dtype=torch.float32,
+        device=str(device),
+        init_weights=False,
+        model_name="SmolLM2-135M-Instruct",
+    )
+
+
+def hooked_from_hf(hf_model: Any, tokenizer: Any, device: torch.device, n_ctx: int | None = None) -> HookedTransformer:
+    cfg = llama_tl_config(hf_model.config, device, n_ctx=n_ctx)
+    state = convert_llama_weights(hf_model, cfg)
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False, default_padding_side="left")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Only the IGNORE masks / rotary buffers may be missing; any weight missing is a bug.
+    bad = [k for k in missing if not k.endswith(("IGNORE", "mask", "rotary_sin", "rotary_cos"))]
+    if bad or unexpected:
+        raise RuntimeError(f"weight conversion mismatch: missing={bad[:5]} unexpected={list(unexpected)[:5]}")
+    model.to(device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
