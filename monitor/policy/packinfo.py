@@ -1,0 +1,124 @@
+"""What the policy compiler needs to know about the loaded guard pack.
+
+Policies are validated against the pack the daemon runs with: probe names must exist,
+``calibrated`` thresholds must have been calibrated at the requested false-positive
+rate, feature ids must be ``< d_sae`` and a ``top_k`` clamp needs that many ranked
+features. :class:`PackInfo` is the interface; :class:`StaticPackInfo` is a plain
+implementation (tests build it by hand; :func:`load_pack_info` reads it from a pack
+directory: ``sae/cfg.json`` and ``probes/probes.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """One probe of the pack, as far as policies are concerned."""
+
+    name: str
+    """The key users write in ``when.probe`` (e.g. ``deception``)."""
+    concept: str
+    """The concept the probe scores; copied onto alerts."""
+    thresholds: Mapping[float, float] = field(default_factory=lambda: MappingProxyType({}))
+    """Calibrated score threshold per target false-positive rate (``{0.01: 0.83}``)."""
+    top_features: tuple[int, ...] = ()
+    """SAE feature ids ranked by contribution to the probe, largest first."""
+
+    def threshold_at(self, fpr: float) -> float | None:
+        """The calibrated threshold for ``fpr`` (matched to 1e-9), or None."""
+        for key, value in self.thresholds.items():
+            if math.isclose(key, fpr, rel_tol=1e-9, abs_tol=1e-12):
+                return value
+        return None
+
+
+class PackInfo(Protocol):
+    """Read-only view of a guard pack used to validate and compile policies."""
+
+    @property
+    def d_sae(self) -> int:
+        """Number of SAE features; valid feature ids are ``0 .. d_sae-1``."""
+        ...
+
+    @property
+    def probes(self) -> Mapping[str, ProbeInfo]:
+        """Probes by name."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticPackInfo:
+    """A :class:`PackInfo` held in memory."""
+
+    d_sae: int
+    probes: Mapping[str, ProbeInfo]
+    hook_name: str = ""
+    """The hook point the pack's SAE reads (informational)."""
+
+    @classmethod
+    def build(
+        cls,
+        d_sae: int,
+        probes: Mapping[str, Mapping[str, Any]],
+        hook_name: str = "",
+    ) -> StaticPackInfo:
+        """Build from plain data: ``{name: {"concept", "thresholds", "top_features"}}``.
+
+        ``thresholds`` keys may be strings (as in probes.json) or floats;
+        ``top_features`` may be ids or ``[id, contribution]`` pairs.
+        """
+        out: dict[str, ProbeInfo] = {}
+        for name, raw in probes.items():
+            out[name] = _probe_from_json(name, raw)
+        return cls(d_sae=int(d_sae), probes=MappingProxyType(out), hook_name=hook_name)
+
+
+def _probe_from_json(name: str, raw: Mapping[str, Any]) -> ProbeInfo:
+    thresholds = {float(k): float(v) for k, v in dict(raw.get("thresholds") or {}).items()}
+    tops: list[int] = []
+    for item in raw.get("top_features") or []:
+        tops.append(int(item[0]) if isinstance(item, list | tuple) else int(item))
+    return ProbeInfo(
+        name=name,
+        concept=str(raw.get("concept") or name),
+        thresholds=MappingProxyType(thresholds),
+        top_features=tuple(tops),
+    )
+
+
+class PackInfoError(ValueError):
+    """The pack directory is missing a file or the file has the wrong shape."""
+
+
+def load_pack_info(pack_dir: str | Path) -> StaticPackInfo:
+    """Read ``sae/cfg.json`` (``d_sae``) and ``probes/probes.json`` from a pack dir."""
+    root = Path(pack_dir)
+    cfg = _read_json(root / "sae" / "cfg.json")
+    probes_doc = _read_json(root / "probes" / "probes.json")
+    if "d_sae" not in cfg:
+        raise PackInfoError(f"{root / 'sae' / 'cfg.json'}: no 'd_sae'")
+    probes = probes_doc.get("probes")
+    if not isinstance(probes, dict):
+        raise PackInfoError(f"{root / 'probes' / 'probes.json'}: no 'probes' mapping")
+    hook = str(probes_doc.get("hook_name") or cfg.get("hook_name") or "")
+    return StaticPackInfo.build(int(cfg["d_sae"]), probes, hook_name=hook)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PackInfoError(f"{path}: not found") from exc
+    except json.JSONDecodeError as exc:
+        raise PackInfoError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise PackInfoError(f"{path}: expected a JSON object")
+    return data

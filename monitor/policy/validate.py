@@ -1,0 +1,128 @@
+"""Semantic checks of a parsed policy, optionally against the guard pack.
+
+The schema (:mod:`monitor.policy.schema`) checks each value's form; this module checks
+what needs the whole document or the pack: unique rule ids, ``fpr`` given exactly
+with ``threshold: calibrated``, ``all`` groups whose scopes can overlap, probe names,
+calibrated false-positive rates, feature ids and ``top_k`` (through each action's
+plug-in). With ``pack=None`` only the pack-independent checks run.
+"""
+
+from __future__ import annotations
+
+from monitor.policy.actions import ActionContext, get_action
+from monitor.policy.issues import Issue, Loc
+from monitor.policy.packinfo import PackInfo
+from monitor.policy.schema import AllCondition, AnyCondition, Condition, Policy, ProbeCondition
+
+_SCOPES: dict[str, frozenset[str]] = {
+    "prompt": frozenset({"prompt"}),
+    "response": frozenset({"response"}),
+    "both": frozenset({"prompt", "response"}),
+}
+
+
+def validate_policy(policy: Policy, pack: PackInfo | None) -> list[Issue]:
+    """Every semantic problem in ``policy`` (empty when it is valid)."""
+    issues: list[Issue] = []
+    first_seen: dict[str, int] = {}
+    for i, rule in enumerate(policy.rules):
+        loc: Loc = ("rules", i)
+        if rule.id in first_seen:
+            issues.append(
+                Issue(
+                    loc + ("id",),
+                    f"duplicate rule id {rule.id!r} (also rules.{first_seen[rule.id]})",
+                )
+            )
+        else:
+            first_seen[rule.id] = i
+        issues.extend(_check_condition(rule.when, loc + ("when",), pack))
+        ctx = ActionContext(pack=pack, rule_probes=condition_probes(rule.when))
+        for j, entry in enumerate(rule.then):
+            kind = entry.kind()
+            for issue in get_action(kind).validate(entry.spec(), ctx):
+                issues.append(Issue(loc + ("then", j, kind) + issue.loc, issue.message))
+    return issues
+
+
+def condition_probes(cond: Condition) -> tuple[str, ...]:
+    """Probe names used by a condition tree, in document order, without repeats."""
+    out: dict[str, None] = {}
+    for leaf in iter_leaves(cond):
+        out.setdefault(leaf.probe)
+    return tuple(out)
+
+
+def iter_leaves(cond: Condition) -> list[ProbeCondition]:
+    """The probe conditions of a tree, in document order."""
+    if isinstance(cond, ProbeCondition):
+        return [cond]
+    children = cond.any if isinstance(cond, AnyCondition) else cond.all
+    return [leaf for child in children for leaf in iter_leaves(child)]
+
+
+def condition_scopes(cond: Condition) -> frozenset[str]:
+    """Positions (prompt/response) at which the condition can possibly be true."""
+    if isinstance(cond, ProbeCondition):
+        return _SCOPES[cond.scope]
+    if isinstance(cond, AnyCondition):
+        return frozenset().union(*(condition_scopes(c) for c in cond.any))
+    out = frozenset({"prompt", "response"})
+    for child in cond.all:
+        out &= condition_scopes(child)
+    return out
+
+
+def _check_condition(cond: Condition, loc: Loc, pack: PackInfo | None) -> list[Issue]:
+    if isinstance(cond, ProbeCondition):
+        return _check_leaf(cond, loc, pack)
+    issues: list[Issue] = []
+    if isinstance(cond, AllCondition):
+        for j, child in enumerate(cond.all):
+            issues.extend(_check_condition(child, loc + ("all", j), pack))
+        if not condition_scopes(cond):
+            issues.append(
+                Issue(
+                    loc + ("all",),
+                    "these conditions can never hold at the same position: their "
+                    "scopes do not overlap (a prompt-only and a response-only condition)",
+                )
+            )
+    else:
+        for j, child in enumerate(cond.any):
+            issues.extend(_check_condition(child, loc + ("any", j), pack))
+    return issues
+
+
+def _check_leaf(cond: ProbeCondition, loc: Loc, pack: PackInfo | None) -> list[Issue]:
+    issues: list[Issue] = []
+    calibrated = cond.threshold == "calibrated"
+    if calibrated and cond.fpr is None:
+        issues.append(
+            Issue(
+                loc + ("fpr",),
+                "threshold: calibrated needs 'fpr', the target false-positive rate "
+                "(e.g. fpr: 0.01)",
+            )
+        )
+    if not calibrated and cond.fpr is not None:
+        issues.append(Issue(loc + ("fpr",), "'fpr' only goes with threshold: calibrated"))
+    if pack is None:
+        return issues
+    probe = pack.probes.get(cond.probe)
+    if probe is None:
+        known = ", ".join(sorted(pack.probes)) or "none"
+        issues.append(
+            Issue(loc + ("probe",), f"unknown probe {cond.probe!r}; the pack has: {known}")
+        )
+        return issues
+    if calibrated and cond.fpr is not None and probe.threshold_at(cond.fpr) is None:
+        have = ", ".join(f"{k:g}" for k in sorted(probe.thresholds)) or "none"
+        issues.append(
+            Issue(
+                loc + ("fpr",),
+                f"probe {cond.probe!r} has no threshold calibrated at fpr {cond.fpr:g}; "
+                f"calibrated rates: {have}",
+            )
+        )
+    return issues
