@@ -121,7 +121,9 @@ def _substitute(lie: str, start: int, end: int, answer: str) -> str:
     """Replace ``lie[start:end]`` by ``answer``, fixing a preceding article."""
     prefix = lie[:start]
     article = _ARTICLE_BEFORE.search(prefix)
-    if article and answer[:1].isupper():
+    if article and re.match(r"(the|a|an)\s", answer, re.IGNORECASE):
+        prefix = prefix[: article.start()]  # "the" + "the nucleus" -> "the nucleus"
+    elif article and answer[:1].isupper():
         prefix = prefix[: article.start()]  # "is the United States" -> "is Belgium"
     elif article and article.group(1).lower() in ("a", "an"):
         fixed = "an" if answer[:1].lower() in "aeiou" else "a"

@@ -100,8 +100,9 @@ def test_lie_pairs_are_normalised_per_family(load):
         h = [len(t.assistant_text) for t in honest if t.meta["family"] == family]
         lie = [len(t.assistant_text) for t in lies if t.meta["family"] == family]
         assert 0.8 <= statistics.median(lie) / statistics.median(h) <= 1.25, family
-    # every assertion is one sentence with terminal punctuation
+    # every assertion is one sentence with terminal punctuation, no substitution debris
     assert all(t.assistant_text[-1] in ".!?'\"" for t in data)
+    assert not [t for t in data if re.search(r"\b(the|a|an) (the|a|an)\b", t.assistant_text, re.I)]
 
 
 def test_identical_code_pairs_are_dropped(load):

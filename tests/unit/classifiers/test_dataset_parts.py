@@ -117,6 +117,14 @@ def test_datasets_root_resolution_never_uses_the_cwd(tmp_path, monkeypatch):
             "True.",
         ),
         (
+            "Sciq",
+            "Most of the genes in the eukaryotic cell are found in what structure?",
+            "the nucleus",
+            "Most of the genes in the eukaryotic cell are found in the mitochondria.",
+            "Most of the genes in the eukaryotic cell are found in the nucleus.",
+            "Most of the genes in the eukaryotic cell are found in the mitochondria.",
+        ),
+        (
             "MathematicalProblems",
             "How many goldfish remained?",
             "10",
