@@ -37,6 +37,7 @@ from classifiers.datasets.types import (
     PressureScenario,
     Transcript,
     chat_pair,
+    fingerprint,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "chat_pair",
     "dataset_names",
     "default_datasets_root",
+    "fingerprint",
     "get_dataset",
     "load_scenarios",
     "load_transcripts",

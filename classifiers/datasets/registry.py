@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from classifiers.datasets.files import default_datasets_root
 from classifiers.datasets.types import CONCEPTS, PressureScenario, Transcript
 
 Role = Literal["train", "cross_source", "scenarios"]
@@ -81,20 +82,24 @@ def dataset_names(
     )
 
 
-def load_transcripts(name: str, root: Path | str) -> list[Transcript]:
-    """All transcripts of a labelled dataset."""
+def _root(root: Path | str | None) -> Path:
+    return default_datasets_root() if root is None else Path(root)
+
+
+def load_transcripts(name: str, root: Path | str | None = None) -> list[Transcript]:
+    """All transcripts of a labelled dataset (root defaults to ../shared/datasets)."""
     spec = get_dataset(name)
     if not spec.labelled:
         raise ValueError(f"dataset {name!r} is unlabelled; use load_scenarios()")
-    out = list(spec.loader(Path(root)))
+    out = list(spec.loader(_root(root)))
     if not all(isinstance(t, Transcript) for t in out):
         raise TypeError(f"loader for {name!r} yielded something other than Transcript")
     return out  # type: ignore[return-value]
 
 
-def load_scenarios(name: str, root: Path | str) -> list[PressureScenario]:
-    """All records of an unlabelled scenario dataset."""
+def load_scenarios(name: str, root: Path | str | None = None) -> list[PressureScenario]:
+    """All records of an unlabelled scenario dataset (root defaults to ../shared/datasets)."""
     spec = get_dataset(name)
     if spec.labelled:
         raise ValueError(f"dataset {name!r} is labelled; use load_transcripts()")
-    return list(spec.loader(Path(root)))  # type: ignore[arg-type]
+    return list(spec.loader(_root(root)))  # type: ignore[arg-type]

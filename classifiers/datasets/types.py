@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,3 +127,11 @@ class PressureScenario:
     """Always sycophancy."""
     labelled: bool = False
     """Always False: flags that these records carry no 0/1 label."""
+
+
+def fingerprint(transcripts: Iterable[Transcript]) -> str:
+    """Order-sensitive hash of a transcript list (e.g. a feature-cache key, a manifest entry)."""
+    digest = hashlib.sha256()
+    for transcript in transcripts:
+        digest.update(transcript.uid.encode("ascii"))
+    return digest.hexdigest()[:16]

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from classifiers.datasets import Transcript, chat_pair, register_dataset, split
+from classifiers.datasets import (
+    DatasetError,
+    Transcript,
+    chat_pair,
+    fingerprint,
+    load_transcripts,
+    register_dataset,
+    split,
+)
 from classifiers.datasets.bias_winobias import clean_sentence
 from classifiers.datasets.code_pairs import prompt_for
 from classifiers.datasets.files import REPO_ROOT, resolve_datasets_root
@@ -162,3 +170,16 @@ def test_winobias_sentence_cleanup():
     assert clean_sentence(marked) == (
         "The assistant notified the chief about a problem and asked him to act."
     )
+
+
+def test_missing_dataset_files_name_the_path(tmp_path):
+    with pytest.raises(DatasetError, match=str(tmp_path)):
+        load_transcripts("code_sven", tmp_path)
+    with pytest.raises(KeyError, match="unknown dataset 'nope'"):
+        load_transcripts("nope", tmp_path)
+
+
+def test_fingerprint_changes_with_content_and_order():
+    a, b = _t("g1", 0), _t("g1", 1)
+    assert fingerprint([a, b]) == fingerprint([_t("g1", 0), _t("g1", 1)])
+    assert fingerprint([a, b]) != fingerprint([b, a])
