@@ -17,6 +17,8 @@ from collections.abc import Sequence
 #: ``func=...`` on its parser(s) through ``set_defaults``; ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.generate",
+    "monitor.cli.policy",
+    "monitor.cli.alerts",
 )
 
 

@@ -17,7 +17,7 @@ Nothing is read or started at import time.
 from __future__ import annotations
 
 from monitor.policy.compiled import CompiledPolicy, CompiledRule, compile_policy
-from monitor.policy.engine import RequestContext, RequestMonitor, StepResult, SteerTarget
+from monitor.policy.engine import RequestContext, RequestMonitor, SteerTarget, StepResult
 from monitor.policy.issues import PolicyError, PolicyIssue
 from monitor.policy.loader import (
     check_policy_text,

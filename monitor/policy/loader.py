@@ -87,15 +87,24 @@ def _parse(text: str | bytes, source: str) -> tuple[YamlDoc, Policy]:
     try:
         policy = Policy.model_validate(doc.data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            at_key = err["type"] == "extra_forbidden"
-            line = line_of(doc.root, _strip_tags(loc), at_key=at_key)
-            issues.append(PolicyIssue(source, line, _path(loc), _message(err, loc)))
+        issues.extend(validation_issues(exc, doc, source, Policy))
         raise PolicyError(issues) from exc
     if issues:
         raise PolicyError(issues)
     return doc, policy
+
+
+def validation_issues(
+    exc: ValidationError, doc: YamlDoc, source: str, root: type[BaseModel]
+) -> list[PolicyIssue]:
+    """Turn a pydantic error into located issues (``root`` is the validated model)."""
+    out: list[PolicyIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        at_key = err["type"] == "extra_forbidden"
+        line = line_of(doc.root, _strip_tags(loc), at_key=at_key)
+        out.append(PolicyIssue(source, line, _path(loc), _message(err, loc, root)))
+    return out
 
 
 def _located(doc: YamlDoc, issues: list[Issue], source: str) -> list[PolicyIssue]:
@@ -123,13 +132,13 @@ _GENERIC = {
 }
 
 
-def _message(err: ErrorDetails, loc: Loc) -> str:
+def _message(err: ErrorDetails, loc: Loc, root: type[BaseModel]) -> str:
     kind = err["type"]
     value = err.get("input")
     if kind == "missing":
         return "missing required field"
     if kind == "extra_forbidden":
-        return _unknown_field(loc)
+        return _unknown_field(loc, root)
     ctx = err.get("ctx") or {}
     if kind == "too_short":
         return f"expected at least {ctx.get('min_length', 1)} item(s)"
@@ -144,9 +153,9 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     return msg
 
 
-def _unknown_field(loc: Loc) -> str:
+def _unknown_field(loc: Loc, root: type[BaseModel]) -> str:
     name = str(loc[-1])
-    model = _model_at(loc[:-1])
+    model = _model_at(loc[:-1], root)
     if model is None:
         return f"unknown field {name!r}"
     allowed = list(model.model_fields)
@@ -155,9 +164,9 @@ def _unknown_field(loc: Loc) -> str:
     return f"unknown field {name!r}{did}; expected one of: {', '.join(allowed)}"
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
+def _model_at(loc: Loc, root: type[BaseModel]) -> type[BaseModel] | None:
     """The schema model a pydantic location points into (tags select union members)."""
-    tp: Any = Policy
+    tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(part, str) and part in CONDITION_TAGS:

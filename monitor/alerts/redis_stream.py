@@ -1,0 +1,106 @@
+"""Writing alerts to a Redis stream, at most once per ``alert_id``.
+
+Each alert is written by a small Lua script that, atomically inside Redis, sets a
+de-duplication key ``<dedup_prefix><alert_id>`` (``SET NX EX ttl``) and only if that
+key was new runs ``XADD <stream> MAXLEN ~ <maxlen> * field value ...``. Re-sending an
+alert that Redis already has (a replay after a crash, or a batch whose reply was lost
+when the connection dropped) therefore adds nothing: the stream holds each alert once
+as long as the de-duplication key lives (``dedup_ttl_s``, default one day). Durability
+across a Redis crash needs Redis persistence (AOF with ``appendfsync always`` or
+``everysec``; see ``ops/redis``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from monitor.alerts.model import Alert
+
+DEFAULT_STREAM = "saeguard:alerts"
+
+_XADD_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+return false
+"""
+
+
+class AlertTransportError(Exception):
+    """Redis could not take the alerts (unreachable, timed out, refused)."""
+
+
+def make_redis_client(url: str, timeout_s: float = 1.0) -> redis.Redis:
+    """A client that fails fast (no built-in retries): the alert sender retries itself."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one :meth:`RedisStreamWriter.send` did."""
+
+    added: int
+    """Alerts written to the stream."""
+    duplicates: int
+    """Alerts Redis already had (skipped)."""
+
+
+class RedisStreamWriter:
+    """Writes alerts to one stream with approximate MAXLEN trimming and de-duplication."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str = DEFAULT_STREAM,
+        maxlen: int = 100_000,
+        dedup_ttl_s: int = 86_400,
+        dedup_prefix: str | None = None,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.maxlen = maxlen
+        self.dedup_ttl_s = dedup_ttl_s
+        self.dedup_prefix = dedup_prefix if dedup_prefix is not None else f"{stream}:seen:"
+        self._script = client.register_script(_XADD_ONCE)
+
+    def send(self, alerts: Sequence[Alert]) -> SendResult:
+        """Write ``alerts`` in order (one pipeline round trip).
+
+        Raises :class:`AlertTransportError` on any Redis error; some alerts of the
+        batch may have been written, and sending the batch again is safe.
+        """
+        if not alerts:
+            return SendResult(0, 0)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for alert in alerts:
+                args: list[Any] = [self.dedup_ttl_s, self.maxlen]
+                for key, value in alert.to_fields().items():
+                    args.extend((key, value))
+                self._script(
+                    keys=[self.stream, self.dedup_prefix + alert.alert_id], args=args, client=pipe
+                )
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise AlertTransportError(f"{type(exc).__name__}: {exc}") from exc
+        added = sum(1 for r in replies if r)
+        return SendResult(added=added, duplicates=len(replies) - added)
+
+    def ping(self) -> bool:
+        """Whether Redis answers."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
