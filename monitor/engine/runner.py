@@ -30,7 +30,9 @@ class StockRunner:
         return TransformerLensKeyValueCache.init_cache(self.model.cfg, self.model.cfg.device, batch)
 
     def forward(self, tokens: torch.Tensor, cache: Any, stop_at_layer: int | None = None) -> torch.Tensor:
-        return self.model(tokens, past_kv_cache=cache, stop_at_layer=stop_at_layer or self.model.cfg.n_layers)
+        # an explicit all-ones mask: no padding (TL would otherwise need a tokenizer to infer it)
+        return self.model(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens),
+                          stop_at_layer=stop_at_layer or self.model.cfg.n_layers)
 
     def logits(self, resid: torch.Tensor) -> torch.Tensor:
         return self.model.unembed(self.model.ln_final(resid))

@@ -57,7 +57,7 @@ def hooked_from_hf(hf_model: Any, tokenizer: Any, device: torch.device, n_ctx: i
     bad = [k for k in missing if not k.endswith(("IGNORE", "mask", "rotary_sin", "rotary_cos"))]
     if bad or unexpected:
         raise RuntimeError(f"weight conversion mismatch: missing={bad[:5]} unexpected={list(unexpected)[:5]}")
-    model.to(device)
+    torch.nn.Module.to(model, device)  # TL's own .to() prints; this does not
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -1,0 +1,45 @@
+"""A tiny Llama-style HookedTransformer (d_model 8) with seeded weights, and a toy
+tokenizer, for unit tests of the engine and tap logic."""
+
+from __future__ import annotations
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+
+def toy_config(n_layers: int = 2, d_vocab: int = 32, n_ctx: int = 64) -> HookedTransformerConfig:
+    return HookedTransformerConfig(
+        d_model=8, d_head=4, n_heads=2, d_mlp=16, n_layers=n_layers, n_ctx=n_ctx, d_vocab=d_vocab,
+        act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=4,
+        rotary_adjacent_pairs=False, gated_mlp=True, final_rms=True, n_key_value_heads=1,
+        original_architecture="LlamaForCausalLM", default_prepend_bos=False, tokenizer_prepends_bos=False,
+        dtype=torch.float32, device="cpu", init_weights=False, seed=0,
+    )
+
+
+def toy_model(seed: int = 0, **kw: int) -> HookedTransformer:
+    torch.manual_seed(seed)
+    model = HookedTransformer(toy_config(**kw), move_to_device=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".w"):  # RMSNorm scales
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * 0.5)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class ToyTokenizer:
+    """Token i <-> letter chr(97 + i % 26); ids 0 and 1 are special (EOS, BOS)."""
+
+    eos_token_id = 0
+    chat_template = None
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(97 + i % 26) for i in ids if not (skip_special_tokens and i < 2))
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [2 + (ord(c) - 97) % 30 for c in text.lower() if c.isalpha()]}
