@@ -73,11 +73,10 @@ def load_model(
 
 def _load_smollm2(dev: torch.device, cache_root: Path, n_ctx: int, fast: bool) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from monitor.model.hooked import hooked_from_hf
     from monitor.model.relayout import relayout_for_speed
-
-    from transformers.utils import logging as hf_logging
 
     hf_dir, digest = smollm2.fp32_cache_dir(cache_root)
     hf_logging.disable_progress_bar()  # the 272-tensor "Loading weights" bar on every start
