@@ -88,7 +88,7 @@ def _parse(text: str | bytes, source: str) -> tuple[YamlDoc, Policy]:
         policy = Policy.model_validate(doc.data)
     except ValidationError as exc:
         issues.extend(validation_issues(exc, doc, source, Policy))
-        raise PolicyError(issues) from exc
+        raise PolicyError(sorted(issues, key=lambda i: i.line)) from exc
     if issues:
         raise PolicyError(issues)
     return doc, policy
@@ -108,10 +108,11 @@ def validation_issues(
 
 
 def _located(doc: YamlDoc, issues: list[Issue], source: str) -> list[PolicyIssue]:
-    return [
+    located = [
         PolicyIssue(source, line_of(doc.root, i.loc, i.at_key), _path(i.loc), i.message)
         for i in issues
     ]
+    return sorted(located, key=lambda i: i.line)
 
 
 def _strip_tags(loc: Loc) -> Loc:
@@ -144,10 +145,18 @@ def _message(err: ErrorDetails, loc: Loc, root: type[BaseModel]) -> str:
         return f"expected at least {ctx.get('min_length', 1)} item(s)"
     if kind == "too_long":
         return f"expected at most {ctx.get('max_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"expected letters, digits, '_', '.' or '-' (pattern {ctx.get('pattern')}), got {value!r}"
+    if kind == "string_too_short":
+        return f"expected at least {ctx.get('min_length')} character(s)"
+    if kind == "string_too_long":
+        return f"expected at most {ctx.get('max_length')} characters"
     msg = _GENERIC.get(kind, err["msg"])
     for prefix, repl in _PREFIXES:
         if msg.startswith(prefix):
             msg = repl + msg[len(prefix) :]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        msg = msg.replace("expected ", "expected a number ", 1)
     if not isinstance(value, dict | list) and kind not in ("value_error", "assertion_error"):
         msg += f", got {value!r}"
     return msg
@@ -159,8 +168,8 @@ def _unknown_field(loc: Loc, root: type[BaseModel]) -> str:
     if model is None:
         return f"unknown field {name!r}"
     allowed = list(model.model_fields)
-    hint = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    hint = difflib.get_close_matches(name, allowed, n=2, cutoff=0.6)
+    did = f" (did you mean {' or '.join(map(repr, hint))}?)" if hint else ""
     return f"unknown field {name!r}{did}; expected one of: {', '.join(allowed)}"
 
 

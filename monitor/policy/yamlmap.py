@@ -7,6 +7,7 @@ can be followed through the nodes to the line the user has to fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,22 +32,49 @@ class YamlSyntaxError(Exception):
         super().__init__(str(issue))
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules
+    want a dot, ``1.0e-3``, and would hand the policy a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_yaml(text: str, source: str) -> YamlDoc:
     """Parse one YAML document (safe loader) keeping its node tree."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise YamlSyntaxError(PolicyIssue(source, line, "(yaml)", f"invalid YAML: {what}")) from exc
+        raise YamlSyntaxError(_syntax_issue(exc, source)) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(PolicyIssue(source, 1, "(yaml)", f"invalid YAML: {exc}")) from exc
     finally:
         loader.dispose()
     return YamlDoc(data=data, root=root)
+
+
+_UNCLOSED = ("while scanning a quoted scalar", "while parsing a flow")
+
+
+def _syntax_issue(exc: yaml.MarkedYAMLError, source: str) -> PolicyIssue:
+    """Point at the line to fix: for an unclosed quote or bracket that is where it was
+    opened (the context), otherwise where the parser noticed the problem."""
+    problem = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+    context = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    unclosed = bool(exc.context) and str(exc.context).startswith(_UNCLOSED)
+    line = (context if unclosed else problem) or context or problem or 1
+    what = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "syntax error"
+    if unclosed and problem is not None and problem != line:
+        what += f" (noticed at line {problem})"
+    elif context is not None and context != line and not unclosed:
+        what += f" (see also line {context})"
+    return PolicyIssue(source, line, "(yaml)", f"invalid YAML: {what}")
 
 
 def line_of(root: yaml.Node | None, loc: Loc, at_key: bool = False) -> int:

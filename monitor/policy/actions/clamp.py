@@ -93,10 +93,12 @@ def validate(spec: ClampSpec, ctx: ActionContext) -> list[Issue]:
             )
         )
         return issues
-    loc: tuple[str | int, ...] = ("probe",) if spec.probe is not None else ("top_k",)
-    probe_issues = check_probe(probe, ctx, loc)
-    if probe_issues:
-        return probe_issues
+    if spec.probe is not None:
+        probe_issues = check_probe(probe, ctx, ("probe",))
+        if probe_issues:
+            return probe_issues
+    elif ctx.pack is not None and probe not in ctx.pack.probes:
+        return []  # the rule's own unknown probe is reported at its `when`
     if ctx.pack is not None and spec.top_k is not None:
         have = len(ctx.pack.probes[probe].top_features)
         if spec.top_k > have:
