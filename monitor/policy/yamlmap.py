@@ -32,7 +32,7 @@ class YamlSyntaxError(Exception):
         super().__init__(str(issue))
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no stubs
     """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules
     want a dot, ``1.0e-3``, and would hand the policy a string)."""
 
