@@ -6,8 +6,10 @@ key was new runs ``XADD <stream> MAXLEN ~ <maxlen> * field value ...``. Re-sendi
 alert that Redis already has (a replay after a crash, or a batch whose reply was lost
 when the connection dropped) therefore adds nothing: the stream holds each alert once
 as long as the de-duplication key lives (``dedup_ttl_s``, default one day). Durability
-across a Redis crash needs Redis persistence (AOF with ``appendfsync always`` or
-``everysec``; see ``ops/redis``).
+across a Redis crash needs Redis persistence: AOF (``appendonly yes``) with
+``appendfsync always`` loses nothing Redis acknowledged; ``everysec`` may lose the last
+second of alerts on a Redis crash (the test fixture in ``tests/redis_server.py`` uses
+``always``).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import structlog
 
 from monitor.alerts.model import Alert
 from monitor.alerts.redis_stream import AlertTransportError, SendResult
+from monitor.alerts.safelog import safe_log
 from monitor.alerts.spool import Spool
 
 log = structlog.get_logger(__name__)
@@ -128,7 +129,7 @@ class AlertSink:
                     self._spilled += 1
                 self._cond.notify_all()
         if closed:  # after close(): write through to disk rather than lose it
-            log.warning("alert_published_after_close", alert_id=alert.alert_id)
+            safe_log(log, "warning", "alert_published_after_close", alert_id=alert.alert_id)
             self.spool.append([alert])
 
     def state(self) -> SinkState:
@@ -176,11 +177,20 @@ class AlertSink:
         if leftover:
             self.spool.append(leftover)
         self.spool.close()
-        log.info("alert_sink_closed", delivered=delivered, spooled=self.spool.pending)
+        safe_log(log, "info", "alert_sink_closed", delivered=delivered, spooled=self.spool.pending)
         return delivered
 
     # -- sender thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        while True:  # a bug in one turn must not stop alert delivery for good
+            try:
+                self._loop()
+                return
+            except Exception:
+                safe_log(log, "exception", "alert_sender_crashed_restarting")
+                time.sleep(0.1)
+
+    def _loop(self) -> None:
         self._set_connected(
             self.writer.ping(), "" if self.spool.pending == 0 else "spool not empty"
         )
@@ -208,7 +218,7 @@ class AlertSink:
                 else:
                     self._send_direct(batch)
             except Exception:  # a bug must not kill the sender silently
-                log.exception("alert_sender_error")
+                safe_log(log, "exception", "alert_sender_error")
                 with self._cond:
                     if self._in_flight:  # not yet on disk: keep them, in order
                         self._queue.extendleft(reversed(batch))
@@ -244,7 +254,13 @@ class AlertSink:
         except AlertTransportError as exc:
             self._persist(batch)  # before anything newer: order is kept
             self._failed(str(exc))
-            log.warning("alert_redis_unreachable_spooling", error=str(exc), spooled=len(batch))
+            safe_log(
+                log,
+                "warning",
+                "alert_redis_unreachable_spooling",
+                error=str(exc),
+                spooled=len(batch),
+            )
             return
         self._delivered(result)
 
@@ -265,7 +281,9 @@ class AlertSink:
                     return
             self.spool.discard(segment)
         if replayed or self.spool.pending == 0:
-            log.info("alert_spool_replayed", replayed=replayed, pending=self.spool.pending)
+            safe_log(
+                log, "info", "alert_spool_replayed", replayed=replayed, pending=self.spool.pending
+            )
 
     def _spool_new_arrivals(self) -> None:
         with self._cond:
@@ -281,7 +299,7 @@ class AlertSink:
         try:
             self.spool.append(items)
         except OSError as exc:  # disk full, etc.: keep them in memory and retry later
-            log.error("alert_spool_write_failed", error=str(exc), count=len(items))
+            safe_log(log, "error", "alert_spool_write_failed", error=str(exc), count=len(items))
             with self._cond:
                 self._queue.extendleft(reversed(items))
                 self._in_flight = 0

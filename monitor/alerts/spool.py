@@ -28,6 +28,7 @@ from typing import IO
 import structlog
 
 from monitor.alerts.model import Alert
+from monitor.alerts.safelog import safe_log
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +82,9 @@ class Spool:
                 self._next_number = max(self._next_number, _number(path) + 1)
             self._pending = sum(self._counts.values())
         if self.pending:
-            log.info("spool_found", directory=str(self.directory), pending=self.pending)
+            safe_log(
+                log, "info", "spool_found", directory=str(self.directory), pending=self.pending
+            )
 
     def close(self) -> None:
         """Close the current segment and release the lock (records stay on disk)."""
@@ -170,7 +173,7 @@ class Spool:
             try:
                 yield Alert.from_json_dict(json.loads(line))
             except (ValueError, TypeError, KeyError):
-                log.warning("spool_bad_record_skipped", path=str(path), line=n)
+                safe_log(log, "warning", "spool_bad_record_skipped", path=str(path), line=n)
 
     def _sync_dir(self) -> None:
         if not self.fsync:

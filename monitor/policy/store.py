@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from monitor.alerts.model import Alert, new_alert_id
+from monitor.alerts.safelog import safe_log
 from monitor.policy.compiled import CompiledPolicy
 from monitor.policy.issues import PolicyError, PolicyIssue
 from monitor.policy.loader import load_policy_text, policy_version
@@ -130,7 +131,9 @@ class PolicyStore:
             ok=False, changed=False, version=old.version, attempted_version=attempted, issues=issues
         )
         self._last_error = result
-        log.warning(
+        safe_log(
+            log,
+            "warning",
             "policy_reload_rejected",
             path=str(self.path),
             serving=old.version,
@@ -141,7 +144,7 @@ class PolicyStore:
             try:
                 self._on_alert(self._error_alert(old, result))
             except Exception:  # the alert sink must not break the reload path
-                log.exception("policy_error_alert_failed")
+                safe_log(log, "exception", "policy_error_alert_failed")
         return result
 
     def _error_alert(self, old: CompiledPolicy, result: ReloadResult) -> Alert:

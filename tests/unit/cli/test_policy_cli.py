@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import structlog
 
 from monitor.cli import main
 from tests.unit.policy.test_policy_packinfo import write_pack
@@ -31,6 +32,13 @@ GOOD = textwrap.dedent(
         then: [{stop: {message: bye}}]
     """
 )
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """main() configures structlog for the captured stderr of one test; undo it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
