@@ -112,3 +112,24 @@ def test_publish_after_close_goes_to_disk(tmp_path):
     spool.open()
     assert spool.pending == 1
     spool.close()
+
+
+def test_sender_survives_a_broken_log_stream(tmp_path):
+    import structlog
+
+    broken = open(tmp_path / "log.txt", "w")  # noqa: SIM115
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=broken), cache_logger_on_first_use=False)
+    broken.close()  # every log call now raises ValueError
+    try:
+        writer = FakeWriter()
+        writer.up = False
+        sink = sink_for(tmp_path, writer)
+        for i in range(10):
+            sink.publish(make_alert(i))
+        assert not sink.flush(0.3)  # spooled, logging "redis unreachable" failed silently
+        writer.up = True
+        assert sink.flush(10)
+        assert delivered_ids(writer) == [f"req-{i:06d}" for i in range(10)]
+        sink.close(2)
+    finally:
+        structlog.reset_defaults()
