@@ -1,0 +1,133 @@
+"""Generation speed: HF generate vs stock TransformerLens vs saeguard's engine, plain, with a
+monitoring tap, and with a clamping tap. One process, same machine, interleaved repeats.
+
+    .venv/bin/python ops/bench/generation.py [--repeats 3] [--tokens 64] [--threads 2]
+
+Prints progress lines, then ONE JSON line (the last line) with tok/s per variant (median
+of the repeats) and the ratios against HF measured in this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a mysterious "
+           "message in a bottle on a stormy night. Keep it vivid."}]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--d-sae", type=int, default=4608)
+    ap.add_argument("--skip-stock", action="store_true", help="skip the slow stock TransformerLens run")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    from transformers import AutoModelForCausalLM
+
+    from monitor.engine import Engine, SamplingParams, Tap
+    from monitor.model import load_model
+
+    lm = load_model()
+    stock = load_model(fast=False) if not args.skip_stock else None
+    hf = AutoModelForCausalLM.from_pretrained(lm.hf_dir, dtype=torch.float32).eval()
+    engine = Engine(lm.model, lm.tokenizer, stop_token_ids=())  # no EOS: always N tokens
+    prompt = engine.render(PROMPT)
+    n = args.tokens
+    d_model = lm.model.cfg.d_model
+    hook = "blocks.15.hook_resid_post"
+
+    # random SAE encoder/decoder and 4 probes, as the monitor will use them
+    W_enc = torch.randn(d_model, args.d_sae) / d_model**0.5
+    b_enc = torch.zeros(args.d_sae)
+    W_dec = torch.randn(args.d_sae, d_model) / args.d_sae**0.5
+    W_probe = torch.randn(args.d_sae, 4) * 0.01
+    b_probe = torch.zeros(4)
+    clamp_idx = torch.tensor([11, 222, 3333])
+    clamp_val = torch.zeros(3)
+    sink: list[float] = []
+
+    def monitor_cb(x: torch.Tensor, call: object) -> None:
+        z = torch.relu(x @ W_enc + b_enc)
+        scores = torch.sigmoid(z @ W_probe + b_probe)
+        sink.append(float(scores[0, -1, 0]))
+
+    def clamp_cb(x: torch.Tensor, call: object) -> torch.Tensor:
+        z = torch.relu(x @ W_enc + b_enc)
+        scores = torch.sigmoid(z @ W_probe + b_probe)
+        sink.append(float(scores[0, -1, 0]))
+        # error-preserving clamp of 3 features: x' = x + (v - z[idx]) @ W_dec[idx]
+        return x + (clamp_val - z[..., clamp_idx]) @ W_dec[clamp_idx]
+
+    def run_hf() -> float:
+        ids = torch.tensor([prompt])
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=2)
+        dt = time.perf_counter() - t
+        assert out.shape[1] - ids.shape[1] == n
+        return n / dt
+
+    def run_stock() -> float:
+        assert stock is not None
+        ids = torch.tensor([prompt])
+        t = time.perf_counter()
+        with torch.inference_mode():
+            stock.model.generate(ids, max_new_tokens=n, do_sample=False, use_past_kv_cache=True,
+                                 stop_at_eos=False, verbose=False)
+        return n / (time.perf_counter() - t)
+
+    def run_engine(cb: object = None) -> float:
+        t = time.perf_counter()
+        if cb is None:
+            gen = engine.generation(prompt, SamplingParams(max_tokens=n))
+            toks = sum(1 for e in gen if e.token_id >= 0)
+        else:
+            with Tap(lm.model, hook, cb) as tap:  # type: ignore[arg-type]
+                gen = engine.generation(prompt, SamplingParams(max_tokens=n), taps=[tap])
+                toks = sum(1 for e in gen if e.token_id >= 0)
+        dt = time.perf_counter() - t
+        assert toks == n
+        return n / dt
+
+    variants = {
+        "hf_tok_s": run_hf,
+        "engine_tok_s": run_engine,
+        "engine_tap_tok_s": lambda: run_engine(monitor_cb),
+        "engine_clamp_tok_s": lambda: run_engine(clamp_cb),
+    }
+    if stock is not None:
+        variants["tl_stock_tok_s"] = run_stock
+    run_engine()  # warm-up
+    run_hf()
+    results: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(args.repeats):
+        for name, fn in variants.items():
+            results[name].append(fn())
+            print(f"repeat {r + 1}/{args.repeats} {name}={results[name][-1]:.2f}", file=sys.stderr, flush=True)
+    med = {k: round(statistics.median(v), 2) for k, v in results.items()}
+    out = {
+        **med,
+        "ratio_engine_vs_hf": round(med["engine_tok_s"] / med["hf_tok_s"], 3),
+        "ratio_tap_vs_hf": round(med["engine_tap_tok_s"] / med["hf_tok_s"], 3),
+        "ratio_clamp_vs_hf": round(med["engine_clamp_tok_s"] / med["hf_tok_s"], 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "tokens": n, "repeats": args.repeats, "threads": args.threads, "prompt_tokens": len(prompt),
+        "device": str(lm.device), "d_sae": args.d_sae,
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
