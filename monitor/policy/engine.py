@@ -129,15 +129,18 @@ class RequestMonitor:
         """Advance by one position and return what to do at it.
 
         ``scores`` maps probe name -> probability in [0, 1] and must contain every
-        probe the policy uses (:attr:`CompiledPolicy.probes`); ``feature_evidence`` is
-        called (at most once per probe and position) only when an alert is raised.
+        probe the policy uses (:attr:`CompiledPolicy.probes`); a missing or NaN score
+        raises ``ValueError`` (treat it as a monitor error, see ``on_monitor_error``).
+        ``feature_evidence`` is called (at most once per probe and position) only when
+        an alert is raised.
         """
         self._append_text(token)
         pos = self._position
         self._position += 1
-        missing = [p for p in self._needs if p not in scores]
-        if missing:
-            raise ValueError(f"no score for probe(s) {missing} at token {token_index}")
+        for probe in self._needs:
+            value = scores.get(probe)
+            if value is None or value != value:  # missing or NaN: a monitor error
+                raise ValueError(f"no valid score for probe {probe!r} at token {token_index}")
 
         fired: list[int] = []
         for slot, (rule, states) in enumerate(zip(self.policy.rules, self._leaves, strict=True)):

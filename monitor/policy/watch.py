@@ -1,21 +1,22 @@
 """Triggers for :meth:`PolicyStore.reload`: a file watcher thread and SIGHUP.
 
 The watcher watches the policy file's *directory* (editors often save by writing a
-temporary file and renaming it over the original, which a watch on the file itself
-would miss) and reloads when an event names the policy file.
+temporary file and renaming it over the original, and Kubernetes swaps a symlink, both
+of which a watch on the file itself would miss) and calls reload on any change there;
+reloading unchanged bytes does nothing.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import structlog
-from watchfiles import Change, watch
+from watchfiles import watch
 
+from monitor.alerts.safelog import safe_log
 from monitor.policy.store import PolicyStore
 
 log = structlog.get_logger(__name__)
@@ -56,29 +57,25 @@ class PolicyWatcher:
         self.stop()
 
     def _run(self) -> None:
-        target = self.store.path.resolve()
-
-        def only_policy(change: Change, path: str) -> bool:  # noqa: ARG001
-            return Path(path).resolve() == target
-
-        log.info("policy_watch_started", path=str(target))
+        directory = self.store.path.absolute().parent
+        safe_log(log, "info", "policy_watch_started", path=str(self.store.path))
         try:
+            # Any change in the directory triggers a reload: that also catches saves by
+            # rename and symlink swaps (e.g. Kubernetes ConfigMap volumes); a reload of
+            # unchanged bytes is a cheap no-op.
             for _changes in watch(
-                target.parent,
-                watch_filter=only_policy,
+                directory,
+                watch_filter=None,
                 debounce=self.debounce_ms,
                 stop_event=self._stop,
                 recursive=False,
                 raise_interrupt=False,
                 force_polling=self.force_polling,
             ):
-                try:
-                    self.store.reload()
-                except Exception:
-                    log.exception("policy_reload_crashed", path=str(target))
+                _reload_logged(self.store)
         except Exception:
-            log.exception("policy_watch_failed", path=str(target))
-        log.info("policy_watch_stopped", path=str(target))
+            safe_log(log, "exception", "policy_watch_failed", path=str(self.store.path))
+        safe_log(log, "info", "policy_watch_stopped", path=str(self.store.path))
 
 
 def install_sighup_handler(store: PolicyStore) -> Any:
@@ -101,4 +98,4 @@ def _reload_logged(store: PolicyStore) -> None:
     try:
         store.reload()
     except Exception:
-        log.exception("policy_reload_crashed", path=str(store.path))
+        safe_log(log, "exception", "policy_reload_crashed", path=str(store.path))

@@ -352,6 +352,8 @@ def test_missing_score_is_an_error():
     policy = compile_rules(ALERT_RULE)
     with pytest.raises(ValueError, match="deception"):
         policy.new_request("a").step({"bias": 0.1}, 0, "x", "response")
+    with pytest.raises(ValueError, match="deception"):
+        policy.new_request("a").step(scores(deception=float("nan")), 0, "x", "response")
 
 
 def test_disabled_rule_is_not_run():

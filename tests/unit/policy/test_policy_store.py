@@ -156,3 +156,21 @@ def test_load_failure_raises_and_current_is_unavailable(tmp_path):
         store.load()
     with pytest.raises(RuntimeError, match="no policy loaded"):
         _ = store.current
+
+
+def test_watcher_follows_a_configmap_style_symlink_swap(tmp_path):
+    """Kubernetes mounts: policy.yaml -> ..data/policy.yaml, ..data -> ..v1; an update
+    writes ..v2 and atomically renames a new ..data symlink over the old one."""
+    (tmp_path / "..v1").mkdir()
+    (tmp_path / "..v1" / "policy.yaml").write_text(V1)
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "policy.yaml").symlink_to("..data/policy.yaml")
+    store = PolicyStore(tmp_path / "policy.yaml", toy_pack())
+    store.load()
+    with PolicyWatcher(store, debounce_ms=50):
+        time.sleep(0.3)
+        (tmp_path / "..v2").mkdir()
+        (tmp_path / "..v2" / "policy.yaml").write_text(V2)
+        (tmp_path / "..data_tmp").symlink_to("..v2")
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+        assert wait_for(lambda: store.current.name == "v2")
