@@ -135,8 +135,14 @@ def _tail_group(client: Any, args: argparse.Namespace, printer: _Printer) -> Non
                 return True
         return False
 
-    if handle(sub.claim_stale()) or handle(sub.read_own_pending()):
+    if handle(sub.claim_stale()):
         return
+    while True:  # entries this consumer name read before a restart, never acknowledged
+        pending = sub.read_own_pending()
+        if not pending:
+            break
+        if handle(pending):
+            return
     next_claim = time.monotonic() + args.claim_every_s
     while not printer.done():
         if handle(sub.read_new(block_ms=args.block_ms)):

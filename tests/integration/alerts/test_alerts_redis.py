@@ -327,3 +327,29 @@ def test_example_subscriber(redis_server):
         "ex-000003",
         "ex-000005",
     ]
+
+
+def test_cli_tail_group_rereads_its_own_unacked_entries_after_restart(redis_server):
+    writer = RedisStreamWriter(make_redis_client(redis_server.url), STREAM)
+    with redis_server.client() as c:
+        c.xgroup_create(STREAM, "ops", id="0", mkstream=True)
+        writer.send([make_alert(i, request="own") for i in range(150)])
+        c.xreadgroup("ops", "B", {STREAM: ">"}, count=130)  # B read these, then crashed
+    proc = run_cli(
+        "alerts",
+        "tail",
+        "--redis",
+        redis_server.url,
+        "--group",
+        "ops",
+        "--consumer",
+        "B",
+        "--limit",
+        "150",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(x)["alert_id"] for x in proc.stdout.splitlines()] == [
+        f"own-{i:06d}" for i in range(150)
+    ]
+    with redis_server.client() as c:
+        assert c.xpending(STREAM, "ops")["pending"] == 0
