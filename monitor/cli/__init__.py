@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.generate",
     "monitor.cli.policy",
     "monitor.cli.alerts",
+    "monitor.cli.sae",
 )
 
 

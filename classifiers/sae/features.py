@@ -1,0 +1,106 @@
+"""Per-feature evidence: density and top-activating contexts, saved as ``features.json``.
+
+Contexts are rebuilt from the pre-tokenized corpus: the activating token is wrapped in
+«» with ~``chars`` characters of text around it (more before than after, since the
+residual at a token only sees what precedes it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from classifiers.sae.corpus import Corpus
+
+log = structlog.get_logger(__name__)
+
+FEATURES_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    fire_counts: torch.Tensor
+    """[d_sae] tokens each feature fired on."""
+    n_tokens: int
+    top_values: torch.Tensor
+    """[top, d_sae] largest activations (descending)."""
+    top_rows: torch.Tensor
+    """[top, d_sae] row index into the activation set of each top activation."""
+
+
+@torch.no_grad()
+def feature_stats(sae: Any, acts: torch.Tensor, top: int = 5, batch: int = 4096) -> FeatureStats:
+    d_sae = int(sae.cfg.d_sae)
+    fires = torch.zeros(d_sae, dtype=torch.int64)
+    best_v = torch.full((top, d_sae), -1.0)
+    best_i = torch.zeros((top, d_sae), dtype=torch.int64)
+    for i in range(0, acts.shape[0], batch):
+        z = sae.encode(acts[i : i + batch].float())
+        fires += (z != 0).sum(0)
+        k = min(top, z.shape[0])
+        v, idx = torch.topk(z, k, dim=0)
+        allv = torch.cat([best_v, v])
+        alli = torch.cat([best_i, idx + i])
+        sel = torch.topk(allv, top, dim=0).indices
+        best_v = torch.gather(allv, 0, sel)
+        best_i = torch.gather(alli, 0, sel)
+    return FeatureStats(fire_counts=fires, n_tokens=int(acts.shape[0]), top_values=best_v, top_rows=best_i)
+
+
+def context_text(tokenizer: Any, corpus: Corpus, doc: int, pos: int, chars: int = 80) -> tuple[str, str]:
+    """(text with the token in «», the token's own text) for ``corpus.doc(doc)[pos]``."""
+    ids = corpus.doc(doc).tolist()
+    before = tokenizer.decode(ids[max(0, pos - 32) : pos])
+    token = tokenizer.decode(ids[pos : pos + 1])
+    after = tokenizer.decode(ids[pos + 1 : pos + 12])
+    n_before = max(10, int(chars * 0.7) - len(token))
+    n_after = max(0, chars - n_before - len(token))
+    return f"{before[-n_before:]}«{token}»{after[:n_after]}", token
+
+
+def build_features_json(
+    stats: FeatureStats, index: dict[str, torch.Tensor], tokenizer: Any, corpus: Corpus,
+    hook_name: str, chars: int = 80, source_note: str = "",
+) -> dict[str, Any]:
+    """``{"schema_version", "hook_name", "n_tokens", "features": {id: {...}}}`` for live features."""
+    feats: dict[str, Any] = {}
+    for f in range(stats.fire_counts.numel()):
+        count = int(stats.fire_counts[f])
+        if count == 0:
+            continue
+        contexts = []
+        for j in range(stats.top_values.shape[0]):
+            v = float(stats.top_values[j, f])
+            if v <= 0:
+                break
+            row = int(stats.top_rows[j, f])
+            text, token = context_text(tokenizer, corpus, int(index["doc"][row]), int(index["pos"][row]), chars)
+            contexts.append({"activation": round(v, 3), "token": token, "text": text})
+        feats[str(f)] = {"density": count / stats.n_tokens, "label": "", "top_contexts": contexts}
+    return {"schema_version": FEATURES_SCHEMA_VERSION, "hook_name": hook_name, "n_tokens": stats.n_tokens,
+            "source": source_note, "features": feats}
+
+
+def write_features_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+
+
+def format_feature(fid: int, entry: dict[str, Any] | None, n_tokens: int | None = None) -> Sequence[str]:
+    """Human-readable lines for ``saeguard features show``."""
+    if entry is None:
+        return [f"feature {fid}: dead (never fired on the evidence tokens)"]
+    head = f"feature {fid}: density {entry['density']:.3g}"
+    if n_tokens:
+        head += f" over {n_tokens} tokens"
+    if entry.get("label"):
+        head += f"  label: {entry['label']}"
+    lines = [head]
+    for c in entry.get("top_contexts", []):
+        lines.append(f"  {c['activation']:8.3f}  {c['text']!r}")
+    return lines
