@@ -1,0 +1,203 @@
+"""``Guard`` joins a guard pack (SAE + probes), a policy snapshot and an alert publisher;
+``GuardSession`` is its per-request state and the tap callback that runs inside the
+forward pass.
+
+Per new position (prefill: every prompt position; decode: one per step):
+
+1. skip position 0 (an attention sink with ~150x the residual norm) and special tokens
+   (``<|im_start|>``, ``<|im_end|>``, ...): never encoded, scored or changed;
+2. ``z = sae.encode(x)``; ``scores = sigmoid(z @ W + b)`` for every probe at once;
+3. the request's :class:`~monitor.policy.engine.RequestMonitor` steps through the
+   positions in order and returns alerts, active clamps/steers and stop;
+4. alerts go to the publisher (never blocks); clamps are written back error-preserving
+   (``x + (v - z[idx]) @ W_dec[idx]``), steers add ``strength * direction``; a stop ends
+   the generation before its next token is emitted.
+
+Interventions only happen in phase ``prefill``/``decode`` of a generation with
+``intervene=True``; monitor-only sessions (``/v1/score``, shadow mode) leave the residual
+untouched. Every position's scores and actions are kept as :class:`PositionReport` s for
+the caller to stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from monitor.alerts.model import Alert
+from monitor.engine.tap import Tap, TapCall
+from monitor.guard.interventions import clamp_features, steer
+from monitor.guard.probebank import ProbeBank
+from monitor.policy.compiled import CompiledPolicy
+from monitor.policy.engine import RequestContext, StepResult
+
+Scope = Literal["prompt", "response"]
+
+
+@dataclass(frozen=True)
+class PositionReport:
+    """Scores and decisions at one monitored position."""
+
+    position: int
+    """Absolute token position in the sequence."""
+    token_index: int
+    """Index within its scope (the n-th response token, or the prompt position)."""
+    scope: Scope
+    token: str
+    scores: dict[str, float]
+    fired: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    """What was done here: ``alert:<rule>``, ``clamp:<fid>=<v>``, ``steer:<target>``, ``stop``
+    (shadow mode: ``would_clamp`` ...)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"position": self.position, "token_index": self.token_index, "scope": self.scope,
+                "token": self.token, "scores": {k: round(v, 4) for k, v in self.scores.items()},
+                "fired": list(self.fired), "actions": list(self.actions)}
+
+
+class Guard:
+    """A loaded pack + probe bank, ready to start per-request sessions."""
+
+    def __init__(self, sae: Any, probes: ProbeBank, hook_name: str, tokenizer: Any, model_spec: str = ""):
+        self.sae = sae
+        self.probes = probes
+        self.hook_name = hook_name
+        self.tokenizer = tokenizer
+        self.model_spec = model_spec
+        self.W_dec: Tensor = sae.W_dec.detach()
+        self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+
+    @classmethod
+    def from_pack(cls, pack: Any, tokenizer: Any, model_spec: str = "") -> Guard:
+        """From a :class:`monitor.pack.GuardPack` (probes optional: then no probe scores)."""
+        probes_dir = pack.root / "probes"
+        if (probes_dir / "probes.json").is_file():
+            bank = ProbeBank.from_dir(probes_dir, pack.features, device=pack.sae.W_dec.device)
+        else:
+            bank = ProbeBank.empty(int(pack.sae.cfg.d_sae), device=pack.sae.W_dec.device)
+        return cls(pack.sae, bank, pack.hook_name, tokenizer, model_spec)
+
+    def session(
+        self,
+        policy: CompiledPolicy,
+        request_id: str,
+        publish: Callable[[Alert], None],
+        scope_of: Callable[[int], Scope],
+        intervene: bool = True,
+        stop: Callable[[str], None] | None = None,
+        keep_reports: bool = True,
+    ) -> GuardSession:
+        ctx = RequestContext(model=self.model_spec, hook=self.hook_name)
+        return GuardSession(self, policy, policy.new_request(request_id, ctx), publish, scope_of,
+                            intervene and policy.mode == "enforce", stop, keep_reports)
+
+    @contextmanager
+    def attach(self, model: Any, session: GuardSession) -> Iterator[Tap]:
+        """Attach ``session`` to ``model`` as a tap; removed in ``finally``."""
+        with Tap(model, self.hook_name, session.callback) as tap:
+            yield tap
+
+
+@dataclass
+class GuardSession:
+    guard: Guard
+    policy: CompiledPolicy
+    monitor: Any
+    publish: Callable[[Alert], None]
+    scope_of: Callable[[int], Scope]
+    intervene: bool
+    stop: Callable[[str], None] | None
+    keep_reports: bool = True
+    reports: list[PositionReport] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    clamped_positions: int = 0
+    stopped: str | None = None
+    _response_index: int = 0
+
+    @property
+    def request_id(self) -> str:
+        return str(self.monitor.request_id)
+
+    def take_reports(self) -> list[PositionReport]:
+        out, self.reports = self.reports, []
+        return out
+
+    def callback(self, x: Tensor, call: TapCall) -> Tensor | None:
+        g = self.guard
+        ids = call.token_ids[0].tolist()
+        keep = [i for i, t in enumerate(ids) if call.start_pos + i != 0 and t not in g.special_ids]
+        if not keep:
+            return None
+        rows = x[0, keep]
+        z = g.sae.encode(rows)
+        scores = g.probes.score(z)
+        changed = False
+        out = x
+        can_change = self.intervene and call.phase in ("prefill", "decode")
+        for j, i in enumerate(keep):
+            pos = call.start_pos + i
+            scope = self.scope_of(pos)
+            token = g.tokenizer.decode([ids[i]])
+            index = self._response_index if scope == "response" else pos
+            if scope == "response":
+                self._response_index += 1
+            score_map = dict(zip(g.probes.names, scores[j].tolist(), strict=True))
+            zj = z[j]
+            res: StepResult = self.monitor.step(
+                score_map, index, token, scope,
+                feature_evidence=lambda name, zj=zj: g.probes.evidence(name, zj),
+            )
+            actions = self._apply_alerts(res)
+            if can_change and (res.clamps or res.steers):
+                if not changed:
+                    out, changed = x.clone(), True
+                out[0, i] = self._intervene(out[0, i], zj, res, actions)
+            if res.stop and self.stopped is None and self.intervene:
+                self.stopped = res.stop
+                actions.append("stop")
+                if self.stop is not None:
+                    self.stop(res.stop)
+            if self.keep_reports:
+                self.reports.append(PositionReport(pos, index, scope, token, score_map, res.fired, tuple(actions)))
+        return out if changed else None
+
+    def _apply_alerts(self, res: StepResult) -> list[str]:
+        actions = []
+        for alert in res.alerts:
+            self.publish(alert)
+            self.alerts.append(alert)
+            actions.append(f"{alert.action}:{alert.rule_id}")
+        return actions
+
+    def _intervene(self, x: Tensor, z: Tensor, res: StepResult, actions: list[str]) -> Tensor:
+        g = self.guard
+        if res.clamps:
+            idx = torch.tensor(list(res.clamps.keys()), dtype=torch.long, device=z.device)
+            vals = torch.tensor(list(res.clamps.values()), dtype=z.dtype, device=z.device)
+            x = clamp_features(x, z, g.W_dec, idx, vals)
+            self.clamped_positions += 1
+            actions.extend(f"clamp:{f}={v:g}" for f, v in res.clamps.items())
+        for target in res.steers:
+            if isinstance(target.target, int):
+                direction = g.W_dec[target.target]
+            else:
+                direction = g.probes.direction(target.target, g.W_dec)
+            x = steer(x, direction, target.strength)
+            actions.append(f"steer:{target.target}")
+        return x
+
+
+def scope_by_prompt_length(prompt_len: int) -> Callable[[int], Scope]:
+    """Generation: positions before ``prompt_len`` are the prompt, later ones the response."""
+    return lambda pos: "prompt" if pos < prompt_len else "response"
+
+
+def scope_by_spans(response_spans: Sequence[tuple[int, int]]) -> Callable[[int], Scope]:
+    """Scoring a transcript: positions inside ``[start, end)`` spans are the response."""
+    return lambda pos: "response" if any(s <= pos < e for s, e in response_spans) else "prompt"

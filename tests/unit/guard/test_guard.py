@@ -1,0 +1,133 @@
+"""The guard inside the forward pass, on the toy model with a SAELens SAE and toy probes:
+alerts, error-preserving clamps, shadow mode, stop, skipped positions."""
+
+import pytest
+import torch
+from sae_lens import StandardSAE, StandardSAEConfig
+
+from monitor.engine import Engine, SamplingParams
+from monitor.guard import Guard, ProbeBank
+from monitor.guard.guard import scope_by_prompt_length
+from monitor.policy.loader import load_policy_text
+from monitor.policy.packinfo import StaticPackInfo
+from tests.toymodel import ToyTokenizer, toy_model
+
+HOOK = "blocks.1.hook_resid_post"
+PROMPT = [3, 7, 1, 9, 4]
+D_SAE = 16
+
+
+def toy_sae() -> StandardSAE:
+    torch.manual_seed(1)
+    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=D_SAE, apply_b_dec_to_input=False))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(8, D_SAE))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.randn(D_SAE, 8) * 0.5)
+        sae.b_dec.zero_()
+    return sae
+
+
+def toy_guard(always_high: bool = True) -> Guard:
+    sae = toy_sae()
+    # probe "hot" fires everywhere (huge bias); probe "cold" never does
+    W = torch.zeros(D_SAE, 2)
+    W[:, 0] = 0.01
+    b = torch.tensor([20.0 if always_high else -20.0, -20.0])
+    bank = ProbeBank(names=("hot", "cold"), concepts=("deception", "bias"), W=W, b=b, labels={3: "toy three"})
+    return Guard(sae, bank, HOOK, ToyTokenizer(), model_spec="toy")
+
+
+PACK = StaticPackInfo.build(D_SAE, {"hot": {"concept": "deception", "thresholds": {"0.01": 0.5}, "top_features": [3, 4]},
+                                     "cold": {"concept": "bias", "thresholds": {"0.01": 0.5}, "top_features": [5]}})
+
+
+def policy(then: str, mode: str = "enforce"):
+    text = f"""
+name: t
+mode: {mode}
+on_monitor_error: fail_open
+rules:
+  - id: r1
+    when: {{probe: hot, threshold: 0.9, scope: response}}
+    then:
+{then}
+"""
+    return load_policy_text(text, PACK)
+
+
+def run(guard, pol, n=8, engine=None):
+    engine = engine or Engine(toy_model(), ToyTokenizer(), fast=True)
+    alerts = []
+    holder = {}
+    sess = guard.session(pol, "req-1", alerts.append, scope_by_prompt_length(len(PROMPT)),
+                         stop=lambda m: holder["gen"].stop(m))
+    with guard.attach(engine.model, sess) as tap:
+        gen = engine.generation(PROMPT, SamplingParams(max_tokens=n), taps=[tap], request_id="req-1")
+        holder["gen"] = gen
+        list(gen)
+    return gen, sess, alerts
+
+
+def test_alert_fires_once_on_rising_edge_with_all_fields():
+    gen, sess, alerts = run(toy_guard(), policy("      - alert: {severity: high}"))
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a.rule_id == "r1" and a.request_id == "req-1" and a.concept == "deception"
+    assert a.model == "toy" and a.hook == HOOK and a.policy_version
+    # position 0 and prompt positions are not in scope: the first response position fired
+    assert sess.reports[0].position == 1  # position 0 (attention sink) skipped
+    resp = [r for r in sess.reports if r.scope == "response"]
+    assert resp[0].fired == ("r1",) and resp[0].token_index == 0
+
+
+def test_clamp_changes_tokens_and_is_error_preserving():
+    base, _, _ = run(toy_guard(), policy("      - alert: {severity: low}"))
+    clamped, sess, _ = run(toy_guard(), policy("      - clamp: {features: [3, 4], value: 30.0, tokens: rest}"))
+    assert sess.clamped_positions > 0
+    assert clamped.completion_ids != base.completion_ids
+    assert any(a.startswith("clamp:3=30") for r in sess.reports for a in r.actions)
+
+
+def test_shadow_mode_changes_nothing_and_alerts_would_clamp():
+    base, _, _ = run(toy_guard(), policy("      - alert: {severity: low}"))
+    shadow, sess, alerts = run(toy_guard(), policy("      - clamp: {features: [3], value: 30.0, tokens: rest}", mode="shadow"))
+    assert shadow.completion_ids == base.completion_ids
+    assert sess.clamped_positions == 0
+    assert [a.action for a in alerts] == ["would_clamp"]
+
+
+def test_stop_ends_the_response_before_the_next_token():
+    gen, sess, alerts = run(toy_guard(), policy("      - stop: {message: 'stopped by policy'}"), n=8)
+    assert gen.finish_reason == "policy_stop" and gen.stop_message == "stopped by policy"
+    # the first response position is the first generated token's; it fires at the step
+    # that would produce token 2, so exactly one token was emitted
+    assert len(gen.completion_ids) == 1
+
+
+def test_no_action_when_probe_is_low():
+    gen, sess, alerts = run(toy_guard(always_high=False), policy("      - stop: {message: x}"))
+    assert alerts == [] and gen.finish_reason == "length"
+
+
+def test_clamp_math_matches_decode_plus_error():
+    from monitor.guard import clamp_features
+
+    sae = toy_sae()
+    x = torch.randn(3, 8)
+    z = sae.encode(x)
+    idx = torch.tensor([2, 5])
+    vals = torch.tensor([1.5, 0.0])
+    z2 = z.clone()
+    z2[:, idx] = vals
+    expected = sae.decode(z2) + (x - sae.decode(z))
+    torch.testing.assert_close(clamp_features(x, z, sae.W_dec, idx, vals), expected, atol=1e-5, rtol=1e-5)
+    # clamping to the current value changes nothing
+    torch.testing.assert_close(clamp_features(x, z, sae.W_dec, idx, z[:, idx][0]).shape, x.shape)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_guard_works_on_both_runners(fast):
+    engine = Engine(toy_model(), ToyTokenizer(), fast=fast)
+    gen, sess, alerts = run(toy_guard(), policy("      - alert: {severity: high}"), engine=engine)
+    assert len(alerts) == 1
