@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.policy",
     "monitor.cli.alerts",
     "monitor.cli.sae",
+    "monitor.cli.serve",
 )
 
 

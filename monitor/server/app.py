@@ -1,0 +1,53 @@
+"""The FastAPI application: routers, JSON error handlers, request metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from monitor.server.errors import install_error_handlers
+from monitor.server.runtime import Runtime
+
+_KNOWN = ("/v1/chat/completions", "/v1/score", "/v1/policy/reload", "/v1/policy", "/v1/models",
+          "/healthz", "/readyz", "/metrics")
+
+
+class RequestMetrics:
+    """Pure ASGI middleware counting responses by endpoint and status (streaming-safe)."""
+
+    def __init__(self, app: Any, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in _KNOWN else "other"
+        status = {"code": 500}
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.runtime.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    from monitor.server import routes_chat, routes_ops, routes_score
+
+    app = FastAPI(title="saeguard", version="0.1.0",
+                  description="Safety monitoring sidecar: OpenAI-compatible chat with SAE probes and policies.")
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_score.router)
+    app.include_router(routes_ops.router)
+    app.add_middleware(RequestMetrics, runtime=runtime)
+    return app
