@@ -14,7 +14,7 @@ class IncrementalDecoder:
     def push(self, token_id: int) -> str:
         """Add a token; return the newly completed text (may be empty mid-character)."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        text: str = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return ""
         delta = text[len(self.emitted):] if text.startswith(self.emitted) else text

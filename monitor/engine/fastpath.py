@@ -99,7 +99,8 @@ class FastForward:
         return KVCache(self.cfg.n_layers, batch, self.n_kv, self.cfg.d_head, self.device, self.cfg.dtype, capacity)
 
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return x / (x.pow(2).mean(-1, keepdim=True) + self.cfg.eps).sqrt() * w
+        out: torch.Tensor = x / (x.pow(2).mean(-1, keepdim=True) + self.cfg.eps).sqrt() * w
+        return out
 
     @staticmethod
     def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,8 @@ class FastForward:
 
     @staticmethod
     def _maybe_hook(hp: Any, x: torch.Tensor) -> torch.Tensor:
-        return hp(x) if hp._forward_hooks else x
+        out: torch.Tensor = hp(x) if hp._forward_hooks else x
+        return out
 
     def forward(self, tokens: torch.Tensor, cache: KVCache, stop_at_layer: int | None = None) -> torch.Tensor:
         """``tokens`` [batch, new] appended after each row's cached length (all rows must
@@ -122,7 +124,7 @@ class FastForward:
         cache.ensure(end)
         cos = self.cos[start:end][None, None]
         sin = self.sin[start:end][None, None]
-        x = self.model.embed.W_E[tokens]
+        x: torch.Tensor = self.model.embed.W_E[tokens]
         h, kv, d = cfg.n_heads, self.n_kv, cfg.d_head
         n_layers = cfg.n_layers if stop_at_layer is None else stop_at_layer
         for li in range(n_layers):

@@ -26,15 +26,15 @@ class StockRunner:
     def __init__(self, model: Any):
         self.model = model
 
-    def new_cache(self, batch: int = 1) -> TransformerLensKeyValueCache:
+    def new_cache(self, batch: int = 1) -> Any:
         return TransformerLensKeyValueCache.init_cache(self.model.cfg, self.model.cfg.device, batch)
 
-    def forward(self, tokens: torch.Tensor, cache: Any, stop_at_layer: int | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: Any, stop_at_layer: int | None = None) -> Any:
         # an explicit all-ones mask: no padding (TL would otherwise need a tokenizer to infer it)
         return self.model(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens),
                           stop_at_layer=stop_at_layer or self.model.cfg.n_layers)
 
-    def logits(self, resid: torch.Tensor) -> torch.Tensor:
+    def logits(self, resid: torch.Tensor) -> Any:
         return self.model.unembed(self.model.ln_final(resid))
 
 

@@ -5,9 +5,18 @@ All of them preserve the SAE's error term: with a linear decoder
 ``decode(z) = z @ W_dec + b_dec``, ``clamp`` returns ``x + (z' - z) @ W_dec``, which equals
 ``decode(z') + (x - decode(z))`` exactly, so whatever the SAE fails to reconstruct is kept.
 Only the changed features are touched (a sparse update: ~3 rows of ``W_dec``).
+
+:class:`FeatureIntervention` bundles clamps, feature steers and a free direction into one
+spec object; :func:`intervention_callback` turns it into a tap callback for streaming
+generation and :func:`intervention_hook` into a TransformerLens hook for full forwards.
+Both skip position 0 (the attention sink) and special tokens.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,3 +41,139 @@ def ablate_features(x: Tensor, z: Tensor, W_dec: Tensor, idx: Tensor) -> Tensor:
 def steer(x: Tensor, direction: Tensor, strength: float) -> Tensor:
     """Add ``strength * direction`` (e.g. ``W_dec[f]``, or any d_model vector)."""
     return x + strength * direction.to(x.dtype)
+
+
+# -- one intervention spec, applied at the right positions --------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureIntervention:
+    """What to do to the residual at one hook point, in SAE feature terms.
+
+    Applied in this order at every eligible position: the clamps (error-preserving, one
+    sparse update), then ``strength * W_dec[f]`` for every feature steer, then
+    ``direction_strength * direction``. Position 0 (the attention sink) and special tokens
+    are skipped unless told otherwise.
+    """
+
+    clamps: tuple[tuple[int, float], ...] = ()
+    """(feature id, value) pairs; an ablation is a clamp to 0."""
+    steers: tuple[tuple[int, float], ...] = ()
+    """(feature id, strength): adds ``strength * W_dec[f]``."""
+    direction: Tensor | None = field(default=None, compare=False)
+    """Any residual-space direction [d_model] (e.g. a contrastive steering vector)."""
+    direction_strength: float = 0.0
+    """Multiplier for :attr:`direction`."""
+    skip_first: bool = True
+    """Leave absolute position 0 (the attention sink) untouched."""
+    skip_special: bool = True
+    """Leave special tokens (``<|im_start|>``, ...) untouched."""
+
+    def __post_init__(self) -> None:
+        ids = [f for f, _ in self.clamps]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a feature is clamped twice: {sorted(ids)}")
+        if self.direction is not None and self.direction.dim() != 1:
+            raise ValueError(f"direction must be a 1-d [d_model] vector, got shape {tuple(self.direction.shape)}")
+
+    # -- constructors -----------------------------------------------------------------
+    @classmethod
+    def clamp(cls, features: Sequence[int], values: float | Sequence[float], **kw: Any) -> FeatureIntervention:
+        vals = [float(values)] * len(features) if isinstance(values, (int, float)) else [float(v) for v in values]
+        if len(vals) != len(features):
+            raise ValueError(f"{len(features)} features but {len(vals)} values")
+        return cls(clamps=tuple(zip((int(f) for f in features), vals, strict=True)), **kw)
+
+    @classmethod
+    def ablate(cls, features: Sequence[int], **kw: Any) -> FeatureIntervention:
+        return cls.clamp(features, 0.0, **kw)
+
+    @classmethod
+    def steer_feature(cls, feature: int, strength: float, **kw: Any) -> FeatureIntervention:
+        return cls(steers=((int(feature), float(strength)),), **kw)
+
+    @classmethod
+    def steer_direction(cls, direction: Tensor, strength: float, **kw: Any) -> FeatureIntervention:
+        return cls(direction=direction.detach(), direction_strength=float(strength), **kw)
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def needs_encode(self) -> bool:
+        """Clamps need the SAE code ``z``; steering does not."""
+        return bool(self.clamps)
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.clamps and not self.steers and (self.direction is None or self.direction_strength == 0.0)
+
+    def describe(self) -> str:
+        parts = [f"clamp:{f}={v:g}" for f, v in self.clamps] + [f"steer:{f}x{s:g}" for f, s in self.steers]
+        if self.direction is not None and self.direction_strength:
+            parts.append(f"steer:direction x{self.direction_strength:g}")
+        return ",".join(parts) or "none"
+
+    # -- application --------------------------------------------------------------------
+    def apply_rows(self, x: Tensor, z: Tensor | None, W_dec: Tensor) -> Tensor:
+        """Apply to residual rows ``x`` [..., d_model] whose SAE code is ``z`` (needed for clamps)."""
+        if self.clamps:
+            if z is None:
+                raise ValueError("clamping needs the SAE code z")
+            idx = torch.tensor([f for f, _ in self.clamps], dtype=torch.long, device=x.device)
+            vals = torch.tensor([v for _, v in self.clamps], dtype=z.dtype, device=x.device)
+            x = clamp_features(x, z, W_dec, idx, vals)
+        for f, s in self.steers:
+            x = steer(x, W_dec[f], s)
+        if self.direction is not None and self.direction_strength:
+            x = steer(x, self.direction.to(x.device), self.direction_strength)
+        return x
+
+    def position_mask(self, token_ids: Tensor, start_pos: int, special_ids: Iterable[int] = ()) -> Tensor:
+        """[batch, pos] bool: the positions this intervention touches."""
+        mask = torch.ones(token_ids.shape, dtype=torch.bool, device=token_ids.device)
+        if self.skip_first and start_pos == 0:
+            mask[:, 0] = False
+        if self.skip_special:
+            for t in special_ids:
+                mask &= token_ids != int(t)
+        return mask
+
+    def apply(self, x: Tensor, sae: Any, token_ids: Tensor, start_pos: int = 0,
+              special_ids: Iterable[int] = ()) -> Tensor | None:
+        """Apply to a [batch, pos, d_model] residual block; None when nothing changes."""
+        if self.is_noop:
+            return None
+        mask = self.position_mask(token_ids, start_pos, special_ids)
+        if not bool(mask.any()):
+            return None
+        rows = x[mask]
+        z = sae.encode(rows) if self.needs_encode else None
+        out = x.clone()
+        out[mask] = self.apply_rows(rows, z, sae.W_dec.detach())
+        return out
+
+
+def intervention_callback(sae: Any, spec: FeatureIntervention, special_ids: Iterable[int] = ()
+                          ) -> Callable[[Tensor, Any], Tensor | None]:
+    """A :class:`monitor.engine.Tap` callback applying ``spec`` to every new position of a
+    generation (prefill and decode; the final ``score`` call is left alone)."""
+    specials = frozenset(int(t) for t in special_ids)
+
+    def callback(x: Tensor, call: Any) -> Tensor | None:
+        if call.phase not in ("prefill", "decode"):
+            return None
+        return spec.apply(x, sae, call.token_ids, call.start_pos, specials)
+
+    return callback
+
+
+def intervention_hook(sae: Any, spec: FeatureIntervention, tokens: Tensor, special_ids: Iterable[int] = ()
+                      ) -> Callable[..., Tensor]:
+    """A TransformerLens hook function (``run_with_hooks(fwd_hooks=[(name, fn)])``) applying
+    ``spec`` to a full-sequence forward over ``tokens`` [batch, pos] (no KV cache)."""
+    specials = frozenset(int(t) for t in special_ids)
+
+    def hook_fn(x: Tensor, hook: Any = None) -> Tensor:  # noqa: ARG001 - TransformerLens signature
+        out = spec.apply(x, sae, tokens.to(x.device), 0, specials)
+        return x if out is None else out
+
+    return hook_fn

@@ -44,13 +44,15 @@ class ProbeBank:
 
     def score(self, z: Tensor) -> Tensor:
         """[..., d_sae] -> [..., n_probes] probabilities."""
-        return torch.sigmoid(z @ self.W + self.b)
+        out: Tensor = torch.sigmoid(z @ self.W + self.b)
+        return out
 
     def direction(self, name: str, W_dec: Tensor) -> Tensor:
         """Unit residual-space direction of a probe: ``normalize(w @ W_dec)``."""
         w = self.W[:, self.names.index(name)]
-        d = w @ W_dec
-        return d / d.norm().clamp_min(1e-12)
+        d: Tensor = w @ W_dec
+        unit: Tensor = d / d.norm().clamp_min(1e-12)
+        return unit
 
     def evidence(self, name: str, z_row: Tensor, k: int = 5) -> Sequence[FeatureRef]:
         """The k features contributing most (``w[f] * z[f]``) to probe ``name`` at one position."""

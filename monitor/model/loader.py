@@ -79,7 +79,7 @@ def _load_smollm2(dev: torch.device, cache_root: Path, n_ctx: int, fast: bool) -
     from monitor.model.relayout import relayout_for_speed
 
     hf_dir, digest = smollm2.fp32_cache_dir(cache_root)
-    hf_logging.disable_progress_bar()  # the 272-tensor "Loading weights" bar on every start
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the 272-tensor "Loading weights" bar on every start
     tok = AutoTokenizer.from_pretrained(hf_dir)
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     model = hooked_from_hf(hf, tok, dev, n_ctx=n_ctx)

@@ -11,15 +11,17 @@ the embedding (one copy of the 49152x576 matrix instead of two).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from transformer_lens import HookedTransformer
-from transformer_lens.components import GroupedQueryAttention
+from transformer_lens.components.grouped_query_attention import GroupedQueryAttention
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.components.mlps.mlp import MLP
 
 
-def _as_view(module: nn.Module, name: str, perm: tuple[int, ...]) -> None:
+def _as_view(module: Any, name: str, perm: tuple[int, ...]) -> None:
     """Store ``module.<name>`` as ``base.permute(inverse(perm))`` with ``base`` contiguous
     in the order ``perm`` (i.e. ``param.permute(perm)`` is contiguous)."""
     param = getattr(module, name)
@@ -31,7 +33,8 @@ def _as_view(module: nn.Module, name: str, perm: tuple[int, ...]) -> None:
 
 def relayout_for_speed(model: HookedTransformer, tie_unembed: bool = False) -> HookedTransformer:
     """Re-lay weights in place (see module docstring) and return the model."""
-    for block in model.blocks:
+    blocks: Any = model.blocks
+    for block in blocks:
         attn = block.attn
         if isinstance(attn, GroupedQueryAttention) and isinstance(block.mlp, GatedMLP):
             _fuse_llama_block(block)
@@ -54,7 +57,7 @@ def relayout_for_speed(model: HookedTransformer, tie_unembed: bool = False) -> H
         elif isinstance(mlp, MLP):
             _as_view(mlp, "W_in", (1, 0))
             _as_view(mlp, "W_out", (1, 0))
-    unembed = model.unembed
+    unembed: Any = model.unembed
     if tie_unembed and torch.equal(unembed.W_U.detach(), model.embed.W_E.detach().T):
         unembed._parameters["W_U"] = nn.Parameter(model.embed.W_E.detach().T, requires_grad=False)
     else:
@@ -62,7 +65,7 @@ def relayout_for_speed(model: HookedTransformer, tie_unembed: bool = False) -> H
     return model
 
 
-def _fuse_llama_block(block: nn.Module) -> None:
+def _fuse_llama_block(block: Any) -> None:
     """Llama-style block: Q, K, V become row slices of one ``[(h+2kv)*d, d_model]`` matrix,
     gate and in row slices of one ``[2*d_mlp, d_model]`` matrix (the fast path runs one
     matmul for each group); every TransformerLens parameter is a view of those."""

@@ -70,7 +70,7 @@ def _dequantize_into(src: Path, target: Path, digest: str) -> None:
     tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     hf = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
     # Drop the GGUF quantization marker: the weights are plain fp32 now.
-    hf.hf_quantizer = None
+    hf.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
     hf.config.name_or_path = SPEC
