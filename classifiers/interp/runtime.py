@@ -1,0 +1,91 @@
+"""Run the model up to the SAE's hook and encode: the shared first step of every search.
+
+Residuals come from ``HookedTransformer.run_with_cache`` (slow path, fine for analysis)
+with ``stop_at_layer`` so layers after the hook are skipped. :class:`Encoded` keeps a mask
+of the positions that count: position 0 (the attention sink) and special tokens are never
+used for statistics, as everywhere else in saeguard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One prompt at the hook."""
+
+    token_ids: tuple[int, ...]
+    resid: Tensor
+    """[pos, d_model] residual at the hook."""
+    z: Tensor
+    """[pos, d_sae] SAE code (rows outside :attr:`keep` are zero)."""
+    keep: Tensor
+    """[pos] bool: positions used for statistics (not 0, not special)."""
+
+    @property
+    def kept_z(self) -> Tensor:
+        return self.z[self.keep]
+
+
+def hook_layer(hook_name: str) -> int:
+    """``blocks.L.<...>`` -> L."""
+    parts = hook_name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ValueError(f"expected a hook like 'blocks.15.hook_resid_post', got {hook_name!r}")
+    return int(parts[1])
+
+
+def special_ids_of(tokenizer: Any) -> frozenset[int]:
+    return frozenset(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
+
+
+def keep_mask(token_ids: Sequence[int], special_ids: Iterable[int]) -> Tensor:
+    specials = set(special_ids)
+    keep = torch.tensor([t not in specials for t in token_ids], dtype=torch.bool)
+    if keep.numel():
+        keep[0] = False
+    return keep
+
+
+@torch.no_grad()
+def resid_at(model: Any, token_ids: Sequence[int], hook_name: str) -> Tensor:
+    """[pos, d_model] residual at ``hook_name`` for one prompt."""
+    tokens = torch.tensor([list(token_ids)], dtype=torch.long, device=model.cfg.device)
+    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=hook_layer(hook_name) + 1)
+    return cache[hook_name][0].float()
+
+
+@torch.no_grad()
+def encode_prompt(model: Any, sae: Any, hook_name: str, token_ids: Sequence[int],
+                  special_ids: Iterable[int] = ()) -> Encoded:
+    resid = resid_at(model, token_ids, hook_name)
+    keep = keep_mask(token_ids, special_ids).to(resid.device)
+    z = torch.zeros(resid.shape[0], int(sae.cfg.d_sae), device=resid.device)
+    if bool(keep.any()):
+        z[keep] = sae.encode(resid[keep]).float()
+    return Encoded(tuple(int(t) for t in token_ids), resid, z, keep)
+
+
+def encode_prompts(model: Any, sae: Any, hook_name: str, prompts: Sequence[Sequence[int]],
+                   special_ids: Iterable[int] = ()) -> list[Encoded]:
+    specials = frozenset(special_ids)
+    return [encode_prompt(model, sae, hook_name, p, specials) for p in prompts]
+
+
+def pool(z: Tensor, how: str) -> Tensor:
+    """Pool [pos, d_sae] over positions: ``max``, ``mean`` or ``last``."""
+    if z.shape[0] == 0:
+        return torch.zeros(z.shape[1], device=z.device)
+    if how == "max":
+        return z.max(dim=0).values
+    if how == "mean":
+        return z.mean(dim=0)
+    if how == "last":
+        return z[-1]
+    raise ValueError(f"pooling must be max, mean or last; got {how!r}")
