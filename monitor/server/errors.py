@@ -52,6 +52,8 @@ def describe_validation(errors: list[Any]) -> tuple[int, str, str | None]:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx", {}).get("error", "")
             return 400, f"request body is not valid JSON ({ctx})".replace(" ()", ""), None
+        if err.get("type") == "missing" and not loc:
+            return 400, "request body is empty: send a JSON object", None
         if err.get("type") in ("model_attributes_type", "dict_type") and not loc:
             return 400, "request body must be a JSON object", None
         where = ".".join(loc) or "body"
