@@ -34,6 +34,16 @@ return false
 """
 
 
+def dedup_prefix_for(stream: str) -> str:
+    """De-duplication keys hash to the stream's Redis Cluster slot, so the Lua script's two
+    keys live on one node: ``{saeguard:alerts}:seen:<id>`` hashes like ``saeguard:alerts``
+    (a key's slot is computed from its first ``{...}`` tag, or the whole key without one)."""
+    start = stream.find("{")
+    end = stream.find("}", start + 1) if start >= 0 else -1
+    tag = stream[start + 1 : end] if start >= 0 and end > start + 1 else stream
+    return f"{{{tag}}}:seen:"
+
+
 class AlertTransportError(Exception):
     """Redis could not take the alerts (unreachable, timed out, refused)."""
 
@@ -74,7 +84,7 @@ class RedisStreamWriter:
         self.stream = stream
         self.maxlen = maxlen
         self.dedup_ttl_s = dedup_ttl_s
-        self.dedup_prefix = dedup_prefix if dedup_prefix is not None else f"{stream}:seen:"
+        self.dedup_prefix = dedup_prefix if dedup_prefix is not None else dedup_prefix_for(stream)
         self._script = client.register_script(_XADD_ONCE)
 
     def send(self, alerts: Sequence[Alert]) -> SendResult:
