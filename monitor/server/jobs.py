@@ -143,7 +143,7 @@ class ChatJob:
             b.metrics.monitor_errors.labels(outcome="fail_closed").inc()
             b.publish(monitor_error_alert(self.policy, self.request_id, b.guard.model_spec,
                                           b.guard.hook_name, str(exc)))
-            self.stream.put(Failed(500, f"monitoring failed and the policy is fail_closed: {exc}"))
+            self.stream.put(Failed(503, f"monitoring failed and the policy is fail_closed, so the response was ended: {exc}"))
         except Exception as exc:
             safe_log(log, "exception", "chat_job_failed", request_id=self.request_id, error=str(exc))
             self.stream.put(Failed(500, "internal error while generating (logged on the server)"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,19 +116,25 @@ class Daemon:
         return str(r.json()["version"])
 
 
-@pytest.fixture(scope="module")
-def daemon(loaded_model, guard_pack, _redis_session, tmp_path_factory) -> Iterator[Daemon]:
+@contextmanager
+def start_daemon(loaded_model: Any, pack: Path, redis_url: str, tmp: Path) -> Iterator[Daemon]:
+    """The daemon in-process on a free port (empty policy to start with)."""
     from monitor.server.lifecycle import serve_in_thread
     from monitor.server.runtime import Runtime
     from monitor.server.settings import load_settings
 
-    tmp = tmp_path_factory.mktemp("daemon")
     policy_path = tmp / "policy.yaml"
     policy_path.write_text(policy_text("empty"))
-    settings = load_settings(None, host="127.0.0.1", port=0, pack_dir=guard_pack, policy=policy_path,
-                             redis_url=_redis_session.url, stream="test:alerts", spool_dir=tmp / "spool",
+    settings = load_settings(None, host="127.0.0.1", port=0, pack_dir=pack, policy=policy_path,
+                             redis_url=redis_url, stream="test:alerts", spool_dir=tmp / "spool",
                              auth_token=TOKEN, watch_policy=False, shutdown_timeout_s=10.0,
                              max_tokens_cap=64, default_max_tokens=8)
     runtime = Runtime.build(settings, loaded_model=loaded_model)
     with serve_in_thread(runtime) as (_server, base):
-        yield Daemon(base, runtime, policy_path, _redis_session.url)
+        yield Daemon(base, runtime, policy_path, redis_url)
+
+
+@pytest.fixture(scope="module")
+def daemon(loaded_model, guard_pack, _redis_session, tmp_path_factory) -> Iterator[Daemon]:
+    with start_daemon(loaded_model, guard_pack, _redis_session.url, tmp_path_factory.mktemp("daemon")) as d:
+        yield d
