@@ -54,17 +54,25 @@ def keep_mask(token_ids: Sequence[int], special_ids: Iterable[int]) -> Tensor:
 
 
 @torch.no_grad()
-def resid_at(model: Any, token_ids: Sequence[int], hook_name: str) -> Tensor:
-    """[pos, d_model] residual at ``hook_name`` for one prompt."""
+def resid_at(model: Any, token_ids: Sequence[int], hook_name: str, before: Sequence[Any] = ()) -> Tensor:
+    """[pos, d_model] residual at ``hook_name`` for one prompt. ``before``: TransformerLens
+    ``(name, fn)`` hooks run first (e.g. an intervention at the same hook: the residual is
+    then read after it)."""
     tokens = torch.tensor([list(token_ids)], dtype=torch.long, device=model.cfg.device)
-    _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=hook_layer(hook_name) + 1)
-    return cache[hook_name][0].float()
+    box: dict[str, Tensor] = {}
+
+    def capture(x: Tensor, hook: Any = None) -> Tensor:  # noqa: ARG001 - TransformerLens signature
+        box["x"] = x.detach()
+        return x
+
+    model.run_with_hooks(tokens, fwd_hooks=[*before, (hook_name, capture)], stop_at_layer=hook_layer(hook_name) + 1)
+    return box["x"][0].float()
 
 
 @torch.no_grad()
 def encode_prompt(model: Any, sae: Any, hook_name: str, token_ids: Sequence[int],
-                  special_ids: Iterable[int] = ()) -> Encoded:
-    resid = resid_at(model, token_ids, hook_name)
+                  special_ids: Iterable[int] = (), before: Sequence[Any] = ()) -> Encoded:
+    resid = resid_at(model, token_ids, hook_name, before)
     keep = keep_mask(token_ids, special_ids).to(resid.device)
     z = torch.zeros(resid.shape[0], int(sae.cfg.d_sae), device=resid.device)
     if bool(keep.any()):

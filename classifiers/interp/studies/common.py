@@ -1,0 +1,141 @@
+"""What every study needs: greedy generation with an intervention, next-token
+distributions, perplexity on neutral text, and probe scores over a span.
+
+Probe scores over a span pool the SAE code over the span's kept positions with the
+probe's pooling (``max``/``mean``/``last`` from probes.json) and apply
+``sigmoid(pooled @ w + b)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from classifiers.interp.runtime import encode_prompt, pool
+from monitor.engine import SamplingParams, Tap
+from monitor.guard.interventions import (
+    FeatureIntervention,
+    intervention_callback,
+    intervention_hook,
+)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The loaded pieces a study runs on."""
+
+    model: Any
+    """HookedTransformer."""
+    engine: Any
+    """:class:`monitor.engine.Engine` over the same model."""
+    sae: Any
+    hook_name: str
+    special_ids: frozenset[int]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.engine.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+@dataclass(frozen=True)
+class Completion:
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    text: str
+
+
+def generate(setup: Setup, prompt_ids: Sequence[int], spec: FeatureIntervention | None,
+             max_tokens: int = 24) -> Completion:
+    """Greedy continuation with ``spec`` applied at every new position (None: unchanged)."""
+    params = SamplingParams(max_tokens=max_tokens)
+    if spec is None or spec.is_noop:
+        gen = setup.engine.generation(list(prompt_ids), params)
+        list(gen)
+    else:
+        cb = intervention_callback(setup.sae, spec, setup.special_ids)
+        with Tap(setup.model, setup.hook_name, cb) as tap:
+            gen = setup.engine.generation(list(prompt_ids), params, taps=[tap])
+            list(gen)
+    ids = tuple(int(t) for t in gen.completion_ids)
+    return Completion(tuple(prompt_ids), ids, setup.decode(ids))
+
+
+def _hooks(setup: Setup, spec: FeatureIntervention | None, tokens: Tensor) -> list[tuple[str, Any]]:
+    if spec is None or spec.is_noop:
+        return []
+    return [(setup.hook_name, intervention_hook(setup.sae, spec, tokens, setup.special_ids))]
+
+
+@torch.no_grad()
+def next_token_logprobs(setup: Setup, ids: Sequence[int], spec: FeatureIntervention | None) -> Tensor:
+    """[vocab] log-probabilities of the next token after ``ids``."""
+    tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
+    logits = setup.model.run_with_hooks(tokens, fwd_hooks=_hooks(setup, spec, tokens))
+    return torch.log_softmax(logits[0, -1].float(), dim=-1)
+
+
+def kl(p_log: Tensor, q_log: Tensor) -> float:
+    """KL(p || q) from log-probabilities."""
+    return float((p_log.exp() * (p_log - q_log)).sum())
+
+
+@torch.no_grad()
+def perplexity(setup: Setup, texts: Iterable[Sequence[int]], spec: FeatureIntervention | None) -> float:
+    """Token-weighted perplexity over ``texts`` (predictions of tokens 2.. : the prediction
+    made at the attention-sink position is left out)."""
+    nll, n = 0.0, 0
+    for ids in texts:
+        if len(ids) < 3:
+            continue
+        tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
+        logits = setup.model.run_with_hooks(tokens, fwd_hooks=_hooks(setup, spec, tokens))
+        logp = torch.log_softmax(logits[0, 1:-1].float(), dim=-1)
+        target = tokens[0, 2:]
+        nll -= float(logp.gather(-1, target[:, None]).sum())
+        n += int(target.numel())
+    if n == 0:
+        raise ValueError("no neutral text long enough for perplexity")
+    return math.exp(nll / n)
+
+
+@dataclass(frozen=True)
+class ProbeHead:
+    """One probe's weights over SAE features and its pooling."""
+
+    name: str
+    w: Tensor
+    """[d_sae] (an extra error-term weight, if any, is dropped)."""
+    b: float
+    pooling: str
+
+    @classmethod
+    def from_pack(cls, probes_dir: Any, probes_json: Mapping[str, Any], name: str, d_sae: int) -> ProbeHead:
+        from classifiers.probes.io import load_probes
+
+        ps = load_probes(probes_dir)
+        rec = next((r for r in ps.probes if r.name == name), None)
+        if rec is None:
+            raise KeyError(f"no probe {name!r}; have {', '.join(r.name for r in ps.probes)}")
+        pooling = str((probes_json.get("probes") or {}).get(name, {}).get("pooling", rec.pooling))
+        w = torch.as_tensor(rec.weights, dtype=torch.float32)[:d_sae]
+        return cls(name, w, float(rec.bias), pooling)
+
+    def score_z(self, z: Tensor) -> float:
+        """Score of the span whose kept codes are ``z`` [pos, d_sae]."""
+        pooled = pool(z, self.pooling if self.pooling in ("max", "mean", "last") else "max")
+        return float(torch.sigmoid(pooled @ self.w.to(pooled.device) + self.b))
+
+
+def probe_score(setup: Setup, head: ProbeHead, ids: Sequence[int], span_start: int,
+                spec: FeatureIntervention | None = None) -> float:
+    """The probe's score over positions ``span_start..`` of ``ids``. With ``spec`` the
+    residual is read after the intervention (what a clamp does to the monitor's own view)."""
+    tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
+    enc = encode_prompt(setup.model, setup.sae, setup.hook_name, ids, setup.special_ids, _hooks(setup, spec, tokens))
+    keep = enc.keep.clone()
+    keep[:span_start] = False
+    return head.score_z(enc.z[keep])
