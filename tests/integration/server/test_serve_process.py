@@ -1,0 +1,98 @@
+"""``saeguard serve`` as a real process: JSON logs, SIGHUP reloads the policy, SIGTERM
+during a stream stops intake (503), lets the stream finish, flushes alerts, exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.server.conftest import ALERT_RULE, policy_text
+from tests.redis_server import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_serve_sighup_reload_and_sigterm_drains_stream_then_exits_0(guard_pack, redis_server, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text("first", ALERT_RULE))
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAEGUARD_SHUTDOWN_TIMEOUT_S": "60"}
+    cmd = [sys.executable, "-m", "monitor", "serve", "--port", str(port), "--pack", str(guard_pack),
+           "--policy", str(policy), "--redis", redis_server.url, "--stream", "proc:alerts",
+           "--spool-dir", str(tmp_path / "spool"), "--threads", "1", "--no-watch"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "daemon did not become ready"
+            time.sleep(0.3)
+        first = httpx.get(f"{base}/v1/policy", timeout=5).json()["version"]
+        # SIGHUP: reload the edited policy
+        policy.write_text(policy_text("second", ALERT_RULE))
+        proc.send_signal(signal.SIGHUP)
+        assert _eventually(lambda: httpx.get(f"{base}/v1/policy", timeout=5).json()["name"] == "second")
+        second = httpx.get(f"{base}/v1/policy", timeout=5).json()["version"]
+        assert second != first
+
+        body = {"model": "default", "messages": [{"role": "user", "content": "Count from one to twenty."}],
+                "max_tokens": 24, "temperature": 0, "stream": True}
+        lines: list[str] = []
+        refused = None
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if not line:
+                    continue
+                lines.append(line)
+                if len(lines) == 2:  # the first token is out: now SIGTERM
+                    proc.send_signal(signal.SIGTERM)
+                    time.sleep(0.2)
+                    refused = httpx.post(f"{base}/v1/chat/completions", timeout=10,
+                                         json={**body, "stream": False, "max_tokens": 2})
+        assert lines[-1] == "data: [DONE]"
+        final = json.loads(lines[-2][6:])
+        assert final["choices"][0]["finish_reason"] in ("length", "stop")
+        assert refused is not None and refused.status_code == 503
+        assert "shutting down" in refused.json()["error"]["message"]
+        assert proc.wait(60) == 0
+        # alerts were flushed to Redis before exit, with the reloaded policy's version
+        with redis_server.client() as c:
+            entries = c.xrange("proc:alerts")
+        versions = {f[b"policy_version"].decode() for _, f in entries}
+        assert entries and versions == {second}
+        logs = [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
+        events = [e["event"] for e in logs]
+        assert "runtime_started" in events and "drained" in events and "exited" in events
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _eventually(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return False
