@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.alerts",
     "monitor.cli.sae",
     "monitor.cli.serve",
+    "monitor.cli.chat",
 )
 
 

@@ -168,3 +168,18 @@ def test_openai_client_streams_and_score_and_metrics(daemon):
     assert "deception-any" in rules
     hook_count = [s for s in families["saeguard_hook_seconds"].samples if s.name.endswith("_count")]
     assert sum(s.value for s in hook_count) > 0
+
+
+def test_chat_cli_once_streams_answer_with_scores(daemon, capsys):
+    from monitor.cli import build_parser
+
+    daemon.set_policy(policy_text("clamping", CLAMP_RULE))
+    args = build_parser().parse_args(["chat", "--url", daemon.base, "--token", "test-token", "--once",
+                                      "Write one sentence about the sea.", "--max-tokens", "5", "--plain"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "[CLAMP]" in out
+    status = out.strip().splitlines()[-1]
+    assert status.startswith("[length]") or status.startswith("[stop]")
+    for concept in ("deception", "sycophancy", "unsafe_code", "bias"):
+        assert concept in status
