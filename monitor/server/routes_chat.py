@@ -85,7 +85,7 @@ def sampling_for(runtime: Runtime, body: ChatCompletionRequest, prompt_len: int)
         raise ApiError(413, f"prompt is {prompt_len} tokens and max_tokens is {want or 1}; together they "
                             f"exceed the model's context of {n_ctx} tokens", param="messages",
                        code="context_length_exceeded")
-    max_tokens = want if want is not None else min(s.default_max_tokens, room)
+    max_tokens = want if want is not None else min(s.default_max_tokens, s.max_tokens_cap, room)
     return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                           seed=body.seed)
 

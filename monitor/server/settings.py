@@ -44,7 +44,7 @@ class ServerSettings(BaseSettings):
     auth_token: str = Field("", description="Bearer token; required for non-loopback binds and policy reload.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longest accepted prompt in tokens (413 above).")
     max_tokens_cap: int = Field(512, ge=1, description="Largest max_tokens a request may ask for (422 above).")
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none.")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none (capped by max_tokens_cap and the context).")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight streams.")
     alert_flush_timeout_s: float = Field(5.0, ge=0, description="How long shutdown waits for alerts to reach Redis.")
     max_queue: int = Field(64, ge=1, description="Requests waiting for the generation worker before 503.")
@@ -70,8 +70,6 @@ class ServerSettings(BaseSettings):
         if not is_loopback(self.host) and not self.auth_token:
             raise ValueError(f"binding {self.host} (not loopback) needs auth_token "
                              "(--auth-token or SAEGUARD_AUTH_TOKEN)")
-        if self.default_max_tokens > self.max_tokens_cap:
-            raise ValueError("default_max_tokens must not exceed max_tokens_cap")
         return self
 
     @property
