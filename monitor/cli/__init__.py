@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.sae",
     "monitor.cli.serve",
     "monitor.cli.chat",
+    "monitor.cli.probes",
+    "monitor.cli.interp",
 )
 
 
