@@ -113,17 +113,33 @@ class FastForward:
         out: torch.Tensor = hp(x) if hp._forward_hooks else x
         return out
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache, stop_at_layer: int | None = None) -> torch.Tensor:
-        """``tokens`` [batch, new] appended after each row's cached length (all rows must
-        have the same cached length here). Returns the residual after the last layer run,
-        [batch, new, d_model] (apply :meth:`logits` for the next-token logits)."""
+    def forward(self, tokens: torch.Tensor, cache: KVCache, stop_at_layer: int | None = None,
+                rows: slice | None = None) -> torch.Tensor:
+        """Append ``tokens`` [batch, new] to cache rows ``rows`` (default: the first
+        ``batch`` rows) and return the residual after the last layer run,
+        [batch, new, d_model] (apply :meth:`logits` for the next-token logits).
+
+        Rows may have different cached lengths when ``new == 1`` (a continuous-batching
+        decode step): each row then gets its own rotary position and attention mask.
+        With ``new > 1`` all rows must have the same cached length (prefill)."""
         cfg = self.cfg
         B, P = tokens.shape
-        start = int(cache.lengths[0])
-        end = start + P
+        rows = rows if rows is not None else slice(0, B)
+        lengths = cache.lengths[rows]
+        start = int(lengths[0])
+        ragged = P == 1 and bool((lengths != start).any())
+        if P > 1 and ragged:
+            raise ValueError("prefill of several rows needs equal cached lengths")
+        end = int(lengths.max()) + P
         cache.ensure(end)
-        cos = self.cos[start:end][None, None]
-        sin = self.sin[start:end][None, None]
+        if ragged:
+            pos = lengths.to(self.device)
+            cos, sin = self.cos[pos][:, None, None], self.sin[pos][:, None, None]
+            batch_idx = torch.arange(B, device=self.device)
+            mask = (torch.arange(end, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+        else:
+            cos = self.cos[start:end][None, None]
+            sin = self.sin[start:end][None, None]
         x: torch.Tensor = self.model.embed.W_E[tokens]
         h, kv, d = cfg.n_heads, self.n_kv, cfg.d_head
         n_layers = cfg.n_layers if stop_at_layer is None else stop_at_layer
@@ -137,21 +153,26 @@ class FastForward:
             v = qkv[..., (h + kv) * d :].view(B, P, kv, d).transpose(1, 2)
             q = self._rope(q, cos, sin)
             k = self._rope(k, cos, sin)
-            cache.k[li][:, :, start:end] = k
-            cache.v[li][:, :, start:end] = v
-            keys = cache.k[li][:, :, :end]
-            vals = cache.v[li][:, :, :end]
-            attn = F.scaled_dot_product_attention(
-                q, keys, vals, is_causal=(P > 1 and start == 0), scale=self.scale,
-                enable_gqa=(kv != h), attn_mask=None if (P == 1 or start == 0) else self._chunk_mask(start, end),
-            )
+            k_rows, v_rows = cache.k[li][rows], cache.v[li][rows]
+            if ragged:
+                k_rows[batch_idx, :, pos] = k[:, :, 0]
+                v_rows[batch_idx, :, pos] = v[:, :, 0]
+                attn = F.scaled_dot_product_attention(q, k_rows[:, :, :end], v_rows[:, :, :end], attn_mask=mask,
+                                                      scale=self.scale, enable_gqa=(kv != h))
+            else:
+                k_rows[:, :, start:end] = k
+                v_rows[:, :, start:end] = v
+                attn = F.scaled_dot_product_attention(
+                    q, k_rows[:, :, :end], v_rows[:, :, :end], is_causal=(P > 1 and start == 0), scale=self.scale,
+                    enable_gqa=(kv != h), attn_mask=None if (P == 1 or start == 0) else self._chunk_mask(start, end),
+                )
             x = x + F.linear(attn.transpose(1, 2).reshape(B, P, h * d), L["wo"], L["bo"])
             x = self._maybe_hook(hooks["hook_resid_mid"], x)
             gi = F.linear(self._rms(x, L["ln2"]), L["wgi"])
             gate, lin = gi.chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * lin + L["b_in"], L["wout"], L["bout"])
             x = self._maybe_hook(hooks["hook_resid_post"], x)
-        cache.lengths += P
+        cache.lengths[rows] += P
         return x
 
     def _chunk_mask(self, start: int, end: int) -> torch.Tensor:

@@ -37,3 +37,15 @@ class KVCache:
 
     def reset_row(self, row: int) -> None:
         self.lengths[row] = 0
+
+    def move_row(self, src: int, dst: int) -> None:
+        """Copy row ``src`` into ``dst`` (keeps active rows a contiguous prefix when a
+        sequence leaves a batch)."""
+        if src == dst:
+            return
+        n = int(self.lengths[src])
+        for store in (self.k, self.v):
+            for t in store:
+                t[dst, :, :n] = t[src, :, :n]
+        self.lengths[dst] = n
+        self.lengths[src] = 0
