@@ -12,6 +12,7 @@ the same as when each runs alone (tested).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -181,7 +182,7 @@ class BatchDecoder:
     def _tap(self, hook: str) -> Tap:
         tap = self._taps.get(hook)
         if tap is None:
-            tap = self._taps[hook] = Tap(self.model, hook, lambda x, call, hook=hook: self._router(hook, x, call))
+            tap = self._taps[hook] = Tap(self.model, hook, functools.partial(self._router, hook))
         return tap
 
     def _router(self, hook: str, x: torch.Tensor, call: TapCall) -> torch.Tensor | None:
