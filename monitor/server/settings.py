@@ -98,7 +98,11 @@ def load_settings(config_file: str | Path | None = None, **flags: Any) -> Server
         key = {".yaml": "yaml_file", ".yml": "yaml_file", ".toml": "toml_file"}.get(path.suffix.lower())
         if key is None:
             raise SettingsError(f"config file {path}: use .yaml, .yml or .toml")
-        config = SettingsConfigDict(**{**ServerSettings.model_config, key: path})  # type: ignore[typeddict-item]
+        config = SettingsConfigDict(**ServerSettings.model_config)
+        if key == "yaml_file":
+            config["yaml_file"] = path
+        else:
+            config["toml_file"] = path
         cls = type("FileServerSettings", (ServerSettings,), {"model_config": config})
     given = {k: v for k, v in flags.items() if v is not None}
     try:
