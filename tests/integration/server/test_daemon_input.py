@@ -121,3 +121,36 @@ def test_concurrent_requests_keep_their_own_policy_state(daemon):
     for a, b in zip(alone, together, strict=True):
         assert b["choices"][0]["finish_reason"] == "content_filter" and b["usage"]["completion_tokens"] == 3
         assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+
+
+def _completion_tokens(base: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=10).text
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "saeguard_tokens":
+            return sum(s.value for s in fam.samples if s.labels.get("kind") == "completion"
+                       and s.name.endswith("_total"))
+    return 0.0
+
+
+def test_client_disconnect_stops_its_generation(daemon):
+    import time
+
+    daemon.set_policy(policy_text("empty"))
+    before = _completion_tokens(daemon.base)
+    body = {"model": M, "messages": [{"role": "user", "content": "Count from one to one hundred."}],
+            "max_tokens": 60, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{daemon.base}/v1/chat/completions", json=body, headers=AUTH, timeout=60) as r:
+        got = 0
+        for line in r.iter_lines():
+            got += bool(line)
+            if got == 3:
+                break  # hang up mid-stream
+    time.sleep(0.5)
+    r = httpx.post(f"{daemon.base}/v1/chat/completions", headers=AUTH, timeout=60,
+                   json={**body, "stream": False, "max_tokens": 2})
+    assert r.status_code == 200
+    spent = _completion_tokens(daemon.base) - before
+    assert spent < 30, f"{spent} tokens generated: the abandoned stream kept running"
+    assert daemon.runtime.gate.in_flight == 0
