@@ -104,21 +104,12 @@ class Runtime:
         from monitor.policy.packinfo import PackInfoError
 
         metrics = Metrics()
-        if loaded_model is None:
-            import torch
-
-            torch.set_num_threads(settings.threads)
-            try:
-                loaded_model = load_model(settings.model, device=settings.device)
-            except ModelSpecError as exc:
-                raise StartupError(str(exc)) from None
-        device = str(loaded_model.model.cfg.device)
+        # cheap checks first (pack files, policy against the pack), then the model
         try:
-            pack = load_pack(settings.pack_dir, device=device)
+            load_pack(settings.pack_dir, with_sae=False)
             pack_info = load_pack_info(settings.pack_dir)
         except (PackError, PackInfoError) as exc:
             raise StartupError(f"guard pack: {exc}") from None
-        guard = Guard.from_pack(pack, loaded_model.tokenizer, model_spec=loaded_model.spec)
         spool = Spool(Path(settings.spool_dir))
         writer = RedisStreamWriter(make_redis_client(settings.redis_url), settings.stream, settings.stream_maxlen)
         sink = AlertSink(writer, spool)
@@ -131,6 +122,19 @@ class Runtime:
             raise StartupError(f"policy {settings.policy} is invalid:\n{exc}") from None
         except OSError as exc:
             raise StartupError(f"cannot read policy {settings.policy}: {exc}") from None
+        if loaded_model is None:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+            try:
+                loaded_model = load_model(settings.model, device=settings.device)
+            except ModelSpecError as exc:
+                raise StartupError(str(exc)) from None
+        try:
+            pack = load_pack(settings.pack_dir, device=str(loaded_model.model.cfg.device))
+        except PackError as exc:
+            raise StartupError(f"guard pack: {exc}") from None
+        guard = Guard.from_pack(pack, loaded_model.tokenizer, model_spec=loaded_model.spec)
         engine = Engine.from_loaded(loaded_model)
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
         return cls(settings=settings, lm=loaded_model, backend=backend, store=store, sink=sink,

@@ -111,4 +111,5 @@ def load_settings(config_file: str | Path | None = None, **flags: Any) -> Server
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         src = f" (config {config_file})" if config_file else ""
-        raise SettingsError(f"{where}: {first['msg']}{src}") from None
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{where}: {msg}{src}") from None
