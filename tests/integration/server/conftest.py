@@ -87,7 +87,7 @@ CLAMP_RULE = """\
   - id: clamp-deception
     when: {probe: deception, threshold: 0.0, scope: response}
     then:
-      - clamp: {top_k: 8, value: 300.0, tokens: rest}
+      - clamp: {top_k: 4, value: 300.0, tokens: rest}
 """
 
 STOP_RULE = """\

@@ -80,7 +80,7 @@ def test_stream_carries_alert_with_every_design_field_and_policy_version(daemon)
         assert name in resp_alert, name
     assert resp_alert["policy_version"] == version and resp_alert["policy_name"] == "alerting"
     assert resp_alert["request_id"] == "req-alert-1" and resp_alert["token_index"] == 0
-    assert resp_alert["hook"] == "blocks.15.hook_resid_post" and resp_alert["model"] == "smollm2-135m-instruct"
+    assert resp_alert["hook"] == daemon.runtime.backend.guard.hook_name and resp_alert["model"] == "smollm2-135m-instruct"
     assert chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop")
     # and the same alert is in the Redis stream with the same fields
     assert daemon.runtime.sink.flush(10)
