@@ -11,6 +11,7 @@ draining skips the wait. SIGHUP reloads the policy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 import time
@@ -27,6 +28,25 @@ from monitor.server.app import create_app
 from monitor.server.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+
+class StructlogHandler(logging.Handler):
+    """Forwards uvicorn's stdlib log records to structlog (so they are JSON lines too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), source="uvicorn")
+        except Exception:  # logging must never break serving
+            self.handleError(record)
+
+
+UVICORN_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"structlog": {"()": f"{__name__}.StructlogHandler"}},
+    "loggers": {name: {"handlers": ["structlog"], "level": "INFO", "propagate": False}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+}
 
 
 class GracefulServer(uvicorn.Server):
@@ -86,7 +106,7 @@ class GracefulServer(uvicorn.Server):
 
 def make_server(runtime: Runtime) -> GracefulServer:
     s = runtime.settings
-    config = uvicorn.Config(create_app(runtime), host=s.host, port=s.port, log_config=None,
+    config = uvicorn.Config(create_app(runtime), host=s.host, port=s.port, log_config=UVICORN_LOG_CONFIG,
                             access_log=False, lifespan="off", timeout_graceful_shutdown=5,
                             timeout_keep_alive=5)
     return GracefulServer(config, runtime)

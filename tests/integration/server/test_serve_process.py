@@ -77,7 +77,10 @@ def test_serve_sighup_reload_and_sigterm_drains_stream_then_exits_0(guard_pack, 
             entries = c.xrange("proc:alerts")
         versions = {f[b"policy_version"].decode() for _, f in entries}
         assert entries and versions == {second}
-        logs = [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
+        lines_err = [x for x in proc.stderr.read().splitlines() if x.strip()]
+        assert [x for x in lines_err if not x.startswith("{")] == []  # JSON lines only
+        logs = [json.loads(x) for x in lines_err]
+        assert any(e.get("source") == "uvicorn" for e in logs)  # uvicorn's own lines too
         events = [e["event"] for e in logs]
         assert "runtime_started" in events and "drained" in events and "exited" in events
     finally:
