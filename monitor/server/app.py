@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from monitor.server.errors import install_error_handlers
+from monitor.server.errors import error_response, install_error_handlers
 from monitor.server.runtime import Runtime
 
 _KNOWN = ("/v1/chat/completions", "/v1/score", "/v1/policy/reload", "/v1/policy", "/v1/models",
@@ -14,7 +14,8 @@ _KNOWN = ("/v1/chat/completions", "/v1/score", "/v1/policy/reload", "/v1/policy"
 
 
 class RequestMetrics:
-    """Pure ASGI middleware counting responses by endpoint and status (streaming-safe)."""
+    """Pure ASGI middleware: counts responses by endpoint and status (streaming-safe) and
+    refuses bodies whose Content-Length exceeds ``max_body_bytes`` (413)."""
 
     def __init__(self, app: Any, runtime: Runtime) -> None:
         self.app = app
@@ -27,6 +28,13 @@ class RequestMetrics:
         path = scope.get("path", "")
         endpoint = path if path in _KNOWN else "other"
         status = {"code": 500}
+        limit = self.runtime.settings.max_body_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > limit:
+            response = error_response(413, f"request body is {int(length)} bytes; at most {limit} are accepted")
+            self.runtime.metrics.requests.labels(endpoint=endpoint, status="413").inc()
+            await response(scope, receive, send)
+            return
 
         async def send_wrapper(message: Any) -> None:
             if message["type"] == "http.response.start":

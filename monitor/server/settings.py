@@ -43,6 +43,7 @@ class ServerSettings(BaseSettings):
     spool_dir: Path = Field(Path("var/spool"), description="Alert spool directory (used while Redis is away).")
     auth_token: str = Field("", description="Bearer token; required for non-loopback binds and policy reload.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longest accepted prompt in tokens (413 above).")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_tokens_cap: int = Field(512, ge=1, description="Largest max_tokens a request may ask for (422 above).")
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none (capped by max_tokens_cap and the context).")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight streams.")

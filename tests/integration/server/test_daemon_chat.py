@@ -132,15 +132,17 @@ def test_openai_client_streams_and_score_and_metrics(daemon):
     daemon.set_policy(policy_text("alerting", ALERT_RULE))
     client = OpenAI(base_url=f"{daemon.base}/v1", api_key="test-token", max_retries=0)
     stream = client.chat.completions.create(model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=6,
-                                            temperature=0, stream=True)
-    parts, finish, extra = [], None, []
+                                            temperature=0, stream=True, stream_options={"include_usage": True})
+    parts, finish, extra, usage = [], None, [], None
     for chunk in stream:
         if chunk.choices:
             parts.append(chunk.choices[0].delta.content or "")
             finish = chunk.choices[0].finish_reason or finish
-        extra.append((chunk.model_extra or {}).get("saeguard"))
+            extra.append((chunk.model_extra or {}).get("saeguard"))
+        usage = chunk.usage or usage
     assert "".join(parts).strip() and finish in ("length", "stop")
     assert all(e is not None for e in extra)
+    assert usage is not None and usage.completion_tokens == len([e for e in extra if e["tokens"]]) - 1
     full = client.chat.completions.create(model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=6,
                                           temperature=0)
     assert full.choices[0].message.content == "".join(parts)

@@ -62,6 +62,8 @@ def test_malformed_requests_get_clear_4xx_then_valid_request_succeeds(daemon):
         assert r.status_code == 413 and "tokens" in r.json()["error"]["message"]
         r = client.post("/v1/score", json={"messages": OK_MSGS, "bogus": 1}, headers=AUTH)
         assert r.status_code == 422 and "bogus" in r.json()["error"]["message"]
+        r = client.post("/v1/chat/completions", content=b"x" * (5 * 1024 * 1024), headers=AUTH)
+        assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
         r = client.get("/v1/nope", headers=AUTH)
         assert r.status_code == 404 and r.json()["error"]["message"]
         assert client.get("/healthz").json() == {"status": "ok"}
