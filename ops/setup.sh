@@ -36,4 +36,4 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 # Debian enables a system redis service on install; saeguard starts its own (ops/redis.sh).
-log "ready: $(.venv/bin/python -c 'import torch, transformer_lens, sae_lens; print("torch", torch.__version__, "transformer-lens", transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "?", "sae-lens", sae_lens.__version__)')"
+log "ready: $(.venv/bin/python -c 'from importlib.metadata import version as v; print(*(f"{p} {v(p)}" for p in ("torch", "transformer-lens", "sae-lens", "saeguard")), sep=", ")')"
