@@ -153,9 +153,13 @@ def stream_answer(client: Any, url: str, body: dict[str, Any], headers: dict[str
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     import httpx
 
     from monitor.cli import CliError
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request lines between answers
 
     token = args.token or os.environ.get("SAEGUARD_AUTH_TOKEN", "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
