@@ -30,22 +30,23 @@ def _wrap(text: str, width: int = 60, lines: int = 4) -> str:
     return "\n".join(out) if out else "(empty)"
 
 
-def sweep_png(path: str | Path, feature: int, values: Sequence[float], kls: Sequence[float],
+def sweep_png(path: str | Path, feature: int, values: Sequence[float | None], kls: Sequence[float],
               texts: Sequence[str], prompt: str) -> Path:
-    """Left: KL of the next-token distribution vs unclamped, per clamp value. Right: the
-    continuation at each value, side by side (one row per value)."""
+    """Left: KL of the next-token distribution vs unclamped, per value (None: the
+    unchanged baseline). Right: the continuation at each value, one row per value."""
+    labels = ["base" if v is None else f"{v:g}" for v in values]
     fig = _figure(13, 1.2 + 0.9 * len(values))
     ax, tx = fig.subplots(1, 2, width_ratios=[1, 2.2])
     ax.plot(range(len(values)), kls, marker="o")
-    ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
+    ax.set_xticks(range(len(values)), labels)
     ax.set_xlabel(f"clamp value of feature {feature}")
     ax.set_ylabel("KL(clamped || base), next token")
     ax.set_title(_wrap(prompt, 50, 2), fontsize=8)
     tx.axis("off")
     n = len(values)
-    for i, (v, t) in enumerate(zip(values, texts, strict=True)):
+    for i, (v, t) in enumerate(zip(labels, texts, strict=True)):
         y = 1 - (i + 0.5) / n
-        tx.text(0.0, y, f"{v:g}", fontsize=9, fontweight="bold", va="center")
+        tx.text(0.0, y, v, fontsize=9, fontweight="bold", va="center")
         tx.text(0.08, y, _wrap(t, 90, 3), fontsize=7.5, va="center", family="monospace")
     return _save(fig, path)
 

@@ -291,8 +291,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         res = sweep(setup, ids, args.feature, values, args.max_tokens, args.mode)
         rows = res.rows
         png = plots.sweep_png(out_path(args, f"sweep_f{args.feature}_{i}.png"), args.feature,
-                              [r.value for r in rows[1:]], [r.kl for r in rows[1:]],
-                              [r.text for r in rows[1:]], label)
+                              [r.value for r in rows], [r.kl for r in rows], [r.text for r in rows], label)
         results.append(dict(res.to_json(), prompt=label, png=str(png)))
     print(json.dumps({"sweeps": results}, ensure_ascii=False))
     return 0

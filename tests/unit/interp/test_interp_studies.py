@@ -70,8 +70,8 @@ def test_sweep_clamp_at_current_value_has_zero_kl_and_png(setup, tmp_path):
     assert rows[0].value is None and rows[1].kl == pytest.approx(0.0, abs=1e-6)
     assert rows[1].text == rows[0].text
     assert rows[3].kl > rows[2].kl > 0
-    path = plots.sweep_png(tmp_path / "s.png", PLANTED, [r.value for r in rows[1:]], [r.kl for r in rows[1:]],
-                           [r.text for r in rows[1:]], "toy")
+    path = plots.sweep_png(tmp_path / "s.png", PLANTED, [r.value for r in rows], [r.kl for r in rows],
+                           [r.text for r in rows], "toy")
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
 
 
