@@ -134,9 +134,11 @@ def residuals_for_prompt_group(
 
 @torch.inference_mode()
 def residuals_plain(
-    model: Any, ff: Any, rendered: Rendered, layers: Sequence[int], max_content_tokens: int | None = None
+    model: Any, ff: Any, rendered: Rendered, layers: Sequence[int], max_content_tokens: int | None = None,
+    keep_fp32: bool = False,
 ) -> Residuals:
-    """One full forward of one transcript (reference for tests; no prefix sharing)."""
+    """One full forward of one transcript (no prefix sharing): the reference for the tests,
+    and the run-time path of ``eval-probes --data`` (``keep_fp32``: no fp16 rounding)."""
     content = _content(rendered, max_content_tokens)
     ids = list(rendered.ids[: rendered.start]) + content
     captured: dict[int, torch.Tensor] = {}
@@ -157,7 +159,8 @@ def residuals_plain(
     return Residuals(
         ids=np.asarray(content, dtype=np.int32),
         layers={
-            layer: captured[layer][0, s : s + len(content)].to(torch.float16).numpy().copy()
+            layer: captured[layer][0, s : s + len(content)]
+            .to(torch.float32 if keep_fp32 else torch.float16).numpy().copy()
             for layer in layers
         },
     )

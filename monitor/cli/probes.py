@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,107 @@ def register(subparsers: Any) -> None:
     _cache_args(c)
     c.add_argument("--chunk-size", type=int, default=100, help="transcripts per chunk file")
     c.set_defaults(func=run_cache)
+    register_probe_commands(subparsers)
+
+
+def _store(args: argparse.Namespace, pack: Path, layers: list[int]) -> Path:
+    import json
+
+    from classifiers.features.store import store_dir
+
+    sha = None
+    manifest = pack / "manifest.json"
+    if manifest.is_file():
+        sha = json.loads(manifest.read_text()).get("weights_sha256")
+    if not sha:
+        from monitor.model import load_model
+
+        sha = load_model(args.model).weights_sha256
+    return store_dir(_cache_root(args), sha, layers, args.max_content_tokens)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from classifiers.datasets import CONCEPTS
+    from classifiers.probes.commands import ProbeCommandError, train_all
+    from monitor.cli import CliError
+
+    pack = Path(args.pack)
+    sae_dir = Path(args.sae) if args.sae else pack / "sae"
+    if not (sae_dir / "cfg.json").is_file():
+        raise CliError(f"no SAE at {sae_dir} (cfg.json missing); pass --sae DIR or train the pack's SAE first")
+    layers = _layers(args)
+    concepts = args.concept or list(CONCEPTS)
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+    out_dir = Path(args.out) if args.out else pack / "probes"
+    header = {"command": "saeguard " + " ".join(sys.argv[1:]),
+              "max_content_tokens": args.max_content_tokens}
+    try:
+        outcomes = train_all(pack, sae_dir, _store(args, pack, layers), _datasets_root(args), out_dir,
+                             concepts, layers, args.quick, notes, header)
+    except ProbeCommandError as exc:
+        raise CliError(str(exc)) from exc
+    for o in outcomes:
+        lo = o.record.metrics["leave_one_source_out"]
+        print(o.record.name, "window", o.calibration.reading.name, "thresholds", o.calibration.thresholds,
+              "held-out AUROC", {k: round((v.get("runtime") or v["pooled"])["auroc"] or 0, 3) for k, v in lo.items()})
+    print(out_dir)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from classifiers.probes.commands import ProbeCommandError, external_eval
+    from classifiers.probes.external import ExternalDataError
+    from monitor.cli import CliError
+
+    pack = Path(args.pack)
+    if not args.data:
+        return _eval_cached(args, pack)
+    try:
+        result = external_eval(pack, Path(args.data), args.concept, args.model, args.allow_sae_mismatch)
+    except (ProbeCommandError, ExternalDataError) as exc:
+        raise CliError(str(exc)) from exc
+    if not args.json:
+        for name, r in result.items():
+            print(f"{name}: n={r['n']} auroc={r['auroc']} auprc={r['auprc']} tpr@1%fpr={r['tpr_at_1pct_fpr']}")
+    final = next(iter(result.values())) if len(result) == 1 else result
+    print(json.dumps(final))
+    return 0
+
+
+def _eval_cached(args: argparse.Namespace, pack: Path) -> int:
+    from classifiers.probes.commands import ProbeCommandError
+    from classifiers.probes.evaluate import evaluate_cached
+    from monitor.cli import CliError
+
+    layers = _layers(args)
+    try:
+        text = evaluate_cached(pack, _store(args, pack, layers), _datasets_root(args), args.concept,
+                               args.allow_sae_mismatch)
+    except ProbeCommandError as exc:
+        raise CliError(str(exc)) from exc
+    print(text)
+    return 0
+
+
+def register_probe_commands(subparsers: Any) -> None:
+    t = subparsers.add_parser("train-probes", help="train, calibrate and evaluate the concept probes (pack probes/)")
+    _cache_args(t)
+    t.add_argument("--pack", default=DEFAULT_PACK, help="guard pack directory")
+    t.add_argument("--sae", default=None, help="SAE directory (default <pack>/sae)")
+    t.add_argument("--out", default=None, help="output directory (default <pack>/probes)")
+    t.add_argument("--concept", action="append", default=None, help="concept(s) to train (default: all four)")
+    t.add_argument("--quick", action="store_true", help="only the shipped SAE probe and TF-IDF (no research grid)")
+    t.add_argument("--notes", default=None, help="markdown file appended to REPORT.md")
+    t.set_defaults(func=run_train)
+
+    e = subparsers.add_parser("eval-probes", help="evaluate the pack's probes (cached sets, or --data FILE.jsonl)")
+    _cache_args(e)
+    e.add_argument("--pack", default=DEFAULT_PACK, help="guard pack directory")
+    e.add_argument("--data", default=None, help="JSONL of {messages, label[, concept]} to score as the run time would")
+    e.add_argument("--concept", default=None, help="concept for lines without one (and the only one scored)")
+    e.add_argument("--json", action="store_true", help="only print the JSON result line")
+    e.add_argument("--allow-sae-mismatch", action="store_true",
+                   help="score even if probes.json was trained on another SAE than the pack's")
+    e.set_defaults(func=run_eval)
