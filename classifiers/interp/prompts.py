@@ -87,6 +87,22 @@ def to_ids(tokenizer: Any, prompt: Prompt, chat: bool = True) -> list[int]:
     return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
+def content_start(tokenizer: Any, prompt: Prompt, chat: bool = True) -> int:
+    """Index of the first token of the last message's content (0 for raw text), so that
+    statistics skip the chat template and its default system prompt: the length of the
+    common prefix of two renderings that differ only in that content."""
+    if not chat and isinstance(prompt, str):
+        return 0
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    other = [dict(m) for m in msgs]
+    other[-1]["content"] = "§" if msgs[-1]["content"] != "§" else "¶"
+    a, b = to_ids(tokenizer, msgs, True), to_ids(tokenizer, other, True)
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def label(prompt: Prompt, n: int = 60) -> str:
     """Short display form of a prompt."""
     text = prompt if isinstance(prompt, str) else " | ".join(m["content"] for m in prompt)

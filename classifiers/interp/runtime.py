@@ -71,9 +71,11 @@ def resid_at(model: Any, token_ids: Sequence[int], hook_name: str, before: Seque
 
 @torch.no_grad()
 def encode_prompt(model: Any, sae: Any, hook_name: str, token_ids: Sequence[int],
-                  special_ids: Iterable[int] = (), before: Sequence[Any] = ()) -> Encoded:
+                  special_ids: Iterable[int] = (), before: Sequence[Any] = (), start: int = 0) -> Encoded:
+    """``start``: positions before it are not kept either (e.g. the chat template's system prompt)."""
     resid = resid_at(model, token_ids, hook_name, before)
     keep = keep_mask(token_ids, special_ids).to(resid.device)
+    keep[:start] = False
     z = torch.zeros(resid.shape[0], int(sae.cfg.d_sae), device=resid.device)
     if bool(keep.any()):
         z[keep] = sae.encode(resid[keep]).float()
@@ -81,9 +83,10 @@ def encode_prompt(model: Any, sae: Any, hook_name: str, token_ids: Sequence[int]
 
 
 def encode_prompts(model: Any, sae: Any, hook_name: str, prompts: Sequence[Sequence[int]],
-                   special_ids: Iterable[int] = ()) -> list[Encoded]:
+                   special_ids: Iterable[int] = (), starts: Sequence[int] | None = None) -> list[Encoded]:
     specials = frozenset(special_ids)
-    return [encode_prompt(model, sae, hook_name, p, specials) for p in prompts]
+    starts = starts if starts is not None else [0] * len(prompts)
+    return [encode_prompt(model, sae, hook_name, p, specials, start=s) for p, s in zip(prompts, starts, strict=True)]
 
 
 def pool(z: Tensor, how: str) -> Tensor:

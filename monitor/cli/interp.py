@@ -18,8 +18,10 @@ from monitor.cli.interp_context import (
     add_common,
     add_prompts,
     emit,
+    encode_items,
     load_context,
     out_path,
+    read_prompt_items,
     read_prompt_list,
 )
 
@@ -183,17 +185,13 @@ def _evidence_table(rows: list[Any], cols: list[tuple[str, str]]) -> list[str]:
 
 # -- features ---------------------------------------------------------------------------------
 def run_search(args: argparse.Namespace) -> int:
-    from classifiers.interp.prompts import read_prompts, to_ids
-    from classifiers.interp.runtime import encode_prompts
+    from classifiers.interp.prompts import read_prompts
     from classifiers.interp.search_examples import search_by_examples
 
     ctx = load_context(args)
-    prompts = read_prompt_list(args, ctx.lm.tokenizer, "example")
-    enc = encode_prompts(ctx.lm.model, ctx.sae, ctx.hook_name, [ids for _, ids in prompts], ctx.special_ids)
-    base = []
-    if args.baseline:
-        base_ids = [to_ids(ctx.lm.tokenizer, p, args.chat) for p in read_prompts(args.baseline)]
-        base = encode_prompts(ctx.lm.model, ctx.sae, ctx.hook_name, base_ids, ctx.special_ids)
+    prompts = read_prompt_items(args, "example")
+    enc = encode_items(ctx, prompts, args.chat)
+    base = encode_items(ctx, list(read_prompts(args.baseline)), args.chat) if args.baseline else []
     hits = search_by_examples(enc, ctx.features, args.top, base, args.pooling)
     head = f"{len(hits)} features over {len(prompts)} prompts (score = mean_act x log(1/density)" + \
         (" x lift/(1+lift))" if base else ")")
@@ -204,8 +202,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_contrast(args: argparse.Namespace) -> int:
-    from classifiers.interp.prompts import PromptFileError, read_prompts, to_ids
-    from classifiers.interp.runtime import encode_prompts
+    from classifiers.interp.prompts import PromptFileError, read_prompts
     from classifiers.interp.search_contrastive import search_contrastive
     from monitor.cli import CliError
 
@@ -214,8 +211,7 @@ def run_contrast(args: argparse.Namespace) -> int:
         pos, neg = read_prompts(args.pos), read_prompts(args.neg)
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
-    enc = [encode_prompts(ctx.lm.model, ctx.sae, ctx.hook_name, [to_ids(ctx.lm.tokenizer, p, args.chat) for p in ps],
-                          ctx.special_ids) for ps in (pos, neg)]
+    enc = [encode_items(ctx, list(ps), args.chat) for ps in (pos, neg)]
     hits = search_contrastive(enc[0], enc[1], ctx.features, ctx.decode, args.top, args.pooling, args.direction)
     lines = [f"{len(hits)} features, {len(pos)} positive vs {len(neg)} negative prompts (delta of {args.pooling}-pooled)"]
     for h in hits:

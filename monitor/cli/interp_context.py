@@ -112,9 +112,9 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
     return Context(lm, sae, hook, features, pack_root, probes_json, special_ids_of(lm.tokenizer))
 
 
-def read_prompt_list(args: argparse.Namespace, tokenizer: Any, what: str = "prompt") -> list[tuple[str, list[int]]]:
-    """(label, token ids) for --prompt flags and the prompt file."""
-    from classifiers.interp.prompts import PromptFileError, label, read_prompts, to_ids
+def read_prompt_items(args: argparse.Namespace, what: str = "prompt") -> list[Any]:
+    """The raw prompts (strings or chats) from --prompt flags and the prompt file."""
+    from classifiers.interp.prompts import PromptFileError, read_prompts
     from monitor.cli import CliError
 
     items: list[Any] = list(args.prompt)
@@ -125,7 +125,25 @@ def read_prompt_list(args: argparse.Namespace, tokenizer: Any, what: str = "prom
             raise CliError(str(exc)) from None
     if not items:
         raise CliError(f"no {what}s: pass --prompt TEXT or a file")
-    return [(label(p), to_ids(tokenizer, p, args.chat)) for p in items]
+    return items
+
+
+def read_prompt_list(args: argparse.Namespace, tokenizer: Any, what: str = "prompt") -> list[tuple[str, list[int]]]:
+    """(label, token ids) for --prompt flags and the prompt file."""
+    from classifiers.interp.prompts import label, to_ids
+
+    return [(label(p), to_ids(tokenizer, p, args.chat)) for p in read_prompt_items(args, what)]
+
+
+def encode_items(ctx: Any, items: list[Any], chat: bool) -> list[Any]:
+    """Encode prompts at the SAE hook; statistics skip the chat template (system prompt)."""
+    from classifiers.interp.prompts import content_start, to_ids
+    from classifiers.interp.runtime import encode_prompts
+
+    tok = ctx.lm.tokenizer
+    ids = [to_ids(tok, p, chat) for p in items]
+    starts = [content_start(tok, p, chat) for p in items]
+    return encode_prompts(ctx.lm.model, ctx.sae, ctx.hook_name, ids, ctx.special_ids, starts)
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], lines: list[str]) -> None:

@@ -68,3 +68,14 @@ def test_prompt_files(tmp_path):
     (tmp_path / "p.jsonl").write_text('{"pos": "good", "neg": "bad"}\n{"pos": "x"}\n')
     with pytest.raises(PromptFileError, match=r"p.jsonl:2"):
         read_pairs(tmp_path / "p.jsonl")
+
+
+def test_content_start_skips_the_chat_template():
+    from classifiers.interp.prompts import content_start, to_ids
+    from tests.toymodel import ToyTokenizer
+
+    tok = ToyTokenizer()  # no chat template: "User: ...\nAssistant:" (letters only)
+    ids = to_ids(tok, "abc", chat=True)
+    start = content_start(tok, "abc", chat=True)
+    assert start == 4 and tok.decode(ids[start:start + 3]) == "abc"
+    assert content_start(tok, "abc", chat=False) == 0
