@@ -1,8 +1,9 @@
 """Daemon settings: defaults < config file (YAML or TOML) < ``SAEGUARD_*`` env vars < flags.
 
 ``load_settings(config_file, **flags)`` builds them; flags that are None are ignored. A
-misspelt key in the file or an unknown ``SAEGUARD_*`` variable of the right shape is an
-error (``extra="forbid"``), and a non-loopback bind without an auth token is refused.
+misspelt key in the config file is an error (``extra="forbid"``); environment variables
+that name no setting are ignored (``SAEGUARD_CACHE`` belongs to the model loader). A
+non-loopback bind without an auth token is refused.
 """
 
 from __future__ import annotations
