@@ -68,6 +68,13 @@ class Corpus:
             range(0, self.n_eval_docs) if split == "eval" else range(self.n_eval_docs, self.n_docs)
         )
 
+    def tokens_by_source(self) -> dict[str, int]:
+        """Tokens per source file / training set after windowing and caps."""
+        out: dict[str, int] = {}
+        for i, src in enumerate(self.doc_source):
+            out[src] = out.get(src, 0) + int(self.offsets[i + 1] - self.offsets[i])
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def split_tokens(self, split: str) -> int:
         r = self.split_docs(split)
         return int(self.offsets[r.stop] - self.offsets[r.start]) if len(r) else 0

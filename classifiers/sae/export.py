@@ -31,7 +31,8 @@ def save_pack_sae(sae: Any, sae_dir: Path) -> None:
 
     ``cfg.json`` keeps ``dtype: float32`` so ``SAE.load_from_disk`` upcasts on load."""
     with tempfile.TemporaryDirectory() as tmp:
-        sae.save_inference_model(tmp)
+        save = getattr(sae, "save_inference_model", None) or sae.save_model  # training vs inference SAE
+        save(tmp)
         weights = load_file(str(Path(tmp) / "sae_weights.safetensors"))
         cfg = json.loads((Path(tmp) / "cfg.json").read_text(encoding="utf-8"))
     cfg["dtype"] = "float32"
@@ -58,6 +59,7 @@ def base_manifest(
                                       "residual norm exceeds 10x the median (classifiers.sae.cache.sink_like)"},
         "training": {"tokens_cached": training_tokens, "config": train_config},
         "corpus": {"files": files, "training_sets": corpus_meta.get("training_sets", []),
+                   "tokens_by_source": corpus_meta.get("tokens_by_source", {}),
                    "config": corpus_meta.get("config", {}), "total_tokens": corpus_meta.get("total_tokens"),
                    "eval_tokens": corpus_meta.get("eval_tokens")},
         "library_versions": library_versions(),

@@ -35,22 +35,29 @@ class FeatureStats:
 
 
 @torch.no_grad()
-def feature_stats(sae: Any, acts: torch.Tensor, top: int = 5, batch: int = 4096) -> FeatureStats:
+def feature_stats(sae: Any, acts: torch.Tensor, top: int = 5, batch: int = 4096, bf16: bool = True) -> FeatureStats:
+    """Fire counts and the ``top`` largest activations (with their rows) of every feature.
+
+    ``bf16`` runs the encoder matmul under bfloat16 autocast (evidence only; the
+    metrics in :mod:`classifiers.sae.metrics` are fp32)."""
     d_sae = int(sae.cfg.d_sae)
     fires = torch.zeros(d_sae, dtype=torch.int64)
-    best_v = torch.full((top, d_sae), -1.0)
-    best_i = torch.zeros((top, d_sae), dtype=torch.int64)
+    best_v = torch.full((d_sae, top), -1.0)
+    best_i = torch.zeros((d_sae, top), dtype=torch.int64)
     for i in range(0, acts.shape[0], batch):
-        z = sae.encode(acts[i : i + batch].float())
-        fires += (z != 0).sum(0)
-        k = min(top, z.shape[0])
-        v, idx = torch.topk(z, k, dim=0)
-        allv = torch.cat([best_v, v])
-        alli = torch.cat([best_i, idx + i])
-        sel = torch.topk(allv, top, dim=0).indices
-        best_v = torch.gather(allv, 0, sel)
-        best_i = torch.gather(alli, 0, sel)
-    return FeatureStats(fire_counts=fires, n_tokens=int(acts.shape[0]), top_values=best_v, top_rows=best_i)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z = sae.encode(acts[i : i + batch].float())
+        zt = z.float().T.contiguous()
+        fires += (zt != 0).sum(1)
+        k = min(top, zt.shape[1])
+        v, idx = torch.topk(zt, k, dim=1)
+        allv = torch.cat([best_v, v], dim=1)
+        alli = torch.cat([best_i, idx + i], dim=1)
+        sel = torch.topk(allv, top, dim=1).indices
+        best_v = torch.gather(allv, 1, sel)
+        best_i = torch.gather(alli, 1, sel)
+    return FeatureStats(fire_counts=fires, n_tokens=int(acts.shape[0]), top_values=best_v.T.contiguous(),
+                        top_rows=best_i.T.contiguous())
 
 
 def context_text(tokenizer: Any, corpus: Corpus, doc: int, pos: int, chars: int = 80) -> tuple[str, str]:

@@ -115,6 +115,7 @@ def train_sae(acts: torch.Tensor, cfg: TrainConfig, shape: SAEShape, run_dir: Pa
             d_in=shape.d_in, data_provider=_batch_stream(acts, cfg.batch_size, cfg.seed + 777, 0),
             n_batches_for_norm_estimate=cfg.norm_estimate_batches)
         log.info("scaling_factor", value=trainer.activation_scaler.scaling_factor)
+        _init_b_dec_to_mean(sae, acts, float(trainer.activation_scaler.scaling_factor), cfg.seed)
 
     stop = {"flag": False}
 
@@ -154,6 +155,17 @@ def train_sae(acts: torch.Tensor, cfg: TrainConfig, shape: SAEShape, run_dir: Pa
     sae.cfg.metadata.sae_lens_training_version = sae.cfg.metadata.sae_lens_training_version or ""
     sae.eval()
     return sae
+
+
+@torch.no_grad()
+def _init_b_dec_to_mean(sae: Any, acts: torch.Tensor, scale: float, seed: int, n: int = 65_536) -> None:
+    """Start the decoder bias at the (scaled) data mean. About half of the residual's
+    energy is its mean direction (52% at layers 9 and 15); with ``b_dec = 0`` the encoder
+    sees that constant and most features never fire (57% dead in a 300k-token trial)."""
+    gen = torch.Generator().manual_seed(seed + 13)
+    idx = torch.randperm(acts.shape[0], generator=gen)[:n]
+    sae.b_dec.data.copy_(acts[idx].float().mean(0) * scale)
+    log.info("b_dec_initialised", norm=round(float(sae.b_dec.norm()), 3))
 
 
 def _save_checkpoint(trainer: Any, ckpt_dir: Path, cfg: TrainConfig) -> None:

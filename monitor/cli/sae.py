@@ -149,7 +149,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 raise CliError(f"run {name!r} has not been evaluated (run sae-eval --run {name})")
             comparison.append(dict(other, run=name))
         pack = Path(args.pack)
-        write_pack(pack, run_dir, record, result, features, corpus.meta, comparison, lm,
+        meta = dict(corpus.meta, tokens_by_source=corpus.tokens_by_source())
+        write_pack(pack, run_dir, record, result, features, meta, comparison, lm,
                    eval_command=_command_line())
         print(f"guard pack written to {pack}")
     return 0
