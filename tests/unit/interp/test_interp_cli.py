@@ -75,7 +75,7 @@ def test_content_start_skips_the_chat_template():
     from tests.toymodel import ToyTokenizer
 
     tok = ToyTokenizer()  # no chat template: "User: ...\nAssistant:" (letters only)
-    ids = to_ids(tok, "abc", chat=True)
-    start = content_start(tok, "abc", chat=True)
-    assert start == 4 and tok.decode(ids[start:start + 3]) == "abc"
+    ids = to_ids(tok, "xyz", chat=True)
+    start = content_start(tok, "xyz", chat=True)
+    assert start == 4 and tok.decode(ids[start:start + 3]) == "xyz"
     assert content_start(tok, "abc", chat=False) == 0
