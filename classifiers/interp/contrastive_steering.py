@@ -75,7 +75,8 @@ def select_features(dz: Tensor, k: int) -> list[int]:
 def fit_lstsq(dx: Tensor, W_sel: Tensor) -> Tensor:
     """Coefficients [k] with ``c @ W_sel`` closest to every row of ``dx`` (= to their mean)."""
     sol = torch.linalg.lstsq(W_sel.T.double(), dx.mean(0).double()[:, None]).solution
-    return sol[:, 0].float()
+    coef: Tensor = sol[:, 0].float()
+    return coef
 
 
 def fit_logistic(z_pos: Tensor, z_neg: Tensor, ids: Sequence[int], W_sel: Tensor, mean_dx: Tensor,
@@ -87,7 +88,8 @@ def fit_logistic(z_pos: Tensor, z_neg: Tensor, ids: Sequence[int], W_sel: Tensor
     clf = LogisticRegression(C=C, max_iter=1000).fit(X, y)
     v = torch.as_tensor(clf.coef_[0], dtype=torch.float32) @ W_sel
     u = v / v.norm().clamp_min(1e-12)
-    return u * float(mean_dx @ u)
+    scaled: Tensor = u * float(mean_dx @ u)
+    return scaled
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def _projection(setup: Setup, ids: Sequence[int], start: int, u: Tensor) -> floa
 
 def _evaluate(setup: Setup, spec: FeatureIntervention | None, prompts: Sequence[Sequence[int]], u: Tensor,
               head: ProbeHead | None, max_tokens: int) -> tuple[float | None, float, str]:
-    probe, proj, sample = [], [], ""
+    probe: list[float] = []
+    proj: list[float] = []
+    sample = ""
     for i, ids in enumerate(prompts):
         c = generate(setup, ids, spec, max_tokens)
         full = list(ids) + list(c.completion_ids)
@@ -146,8 +150,11 @@ def _evaluate(setup: Setup, spec: FeatureIntervention | None, prompts: Sequence[
             proj.append(_projection(setup, full, len(ids), u))
             if head is not None:
                 probe.append(probe_score(setup, head, full, len(ids)))
-    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
-    return (mean(probe) if head is not None else None), mean(proj), sample
+    return (_mean(probe) if head is not None else None), _mean(proj), sample
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / max(len(xs), 1)
 
 
 def contrastive_steering(

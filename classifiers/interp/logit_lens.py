@@ -45,7 +45,8 @@ class LogitLensResult:
 
 
 def _unembed(model: Any, x: Tensor) -> Tensor:
-    return model.unembed(model.ln_final(x[None, None]))[0, 0]
+    out: Tensor = model.unembed(model.ln_final(x[None, None]))[0, 0]
+    return out
 
 
 @torch.no_grad()

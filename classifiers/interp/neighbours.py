@@ -28,7 +28,8 @@ def decoder_cosines(W_dec: Tensor, fid: int) -> Tensor:
     if not 0 <= fid < W.shape[0]:
         raise ValueError(f"feature id {fid} out of range (0..{W.shape[0] - 1})")
     unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return unit @ unit[fid]
+    cos: Tensor = unit @ unit[fid]
+    return cos
 
 
 def neighbours(W_dec: Tensor, fid: int, features: Mapping[str, Any] | None = None, k: int = 10) -> list[Neighbour]:

@@ -260,6 +260,8 @@ def run_from_probe(args: argparse.Namespace) -> int:
 
     ctx = load_context(args, need_sae=False)
     pdir = args.probes_dir or (ctx.pack_root / "probes" if ctx.pack_root else None)
+    if pdir is None:
+        raise CliError("no probes directory: pass --probes-dir or a --pack that exists")
     try:
         ps = load_probes(pdir)
     except (ProbeFileError, FileNotFoundError, TypeError) as exc:

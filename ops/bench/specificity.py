@@ -71,7 +71,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     pj = json.loads((probes_dir / "probes.json").read_text(encoding="utf-8"))
-    by_concept = {}
+    by_concept: dict[str, str] = {}
     for name, body in (pj.get("probes") or {}).items():
         by_concept.setdefault(body.get("concept", name), name)
     concepts = [c for c in args.concepts.split(",") if c]
