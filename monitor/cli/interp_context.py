@@ -66,8 +66,8 @@ class Context:
                            "trained yet; pass --probes-dir)")
         pj = json.loads((pdir / "probes.json").read_text(encoding="utf-8"))
         try:
-            return ProbeHead.from_pack(pdir, pj, name, int(self.sae.cfg.d_sae)), pj
-        except KeyError as exc:
+            return ProbeHead.from_pack(pdir, name, int(self.sae.cfg.d_sae)), pj
+        except (KeyError, ValueError) as exc:
             raise CliError(str(exc.args[0])) from None
 
 

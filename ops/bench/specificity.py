@@ -90,7 +90,7 @@ def main() -> int:
     summary = {}
     for concept in concepts:
         name = by_concept[concept]
-        head = ProbeHead.from_pack(probes_dir, pj, name, int(sae.cfg.d_sae))
+        head = ProbeHead.from_pack(probes_dir, name, int(sae.cfg.d_sae))
         feats = top_feature_ids(pj, name, args.top_k)
         if not feats:
             return fail(f"probe {name!r} lists no top_features")

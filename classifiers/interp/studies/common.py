@@ -1,22 +1,22 @@
 """What every study needs: greedy generation with an intervention, next-token
 distributions, perplexity on neutral text, and probe scores over a span.
 
-Probe scores over a span pool the SAE code over the span's kept positions with the
-probe's pooling (``max``/``mean``/``last`` from probes.json) and apply
-``sigmoid(pooled @ w + b)``.
+Probe scores over a span are read as the run-time guard reads them (see
+:class:`ProbeHead`): per-token probabilities, the probe's calibrated window, max over the
+span's kept positions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from classifiers.interp.runtime import encode_prompt, pool
+from classifiers.interp.runtime import encode_prompt
 from monitor.engine import SamplingParams, Tap
 from monitor.guard.interventions import (
     FeatureIntervention,
@@ -104,30 +104,54 @@ def perplexity(setup: Setup, texts: Iterable[Sequence[int]], spec: FeatureInterv
 
 @dataclass(frozen=True)
 class ProbeHead:
-    """One probe's weights over SAE features and its pooling."""
+    """One probe as the run-time guard reads it: per-token ``s_t = sigmoid(f_t @ w + b)``
+    over the SAE code (plus the SAE error term ``x - decode(z)`` for an ``saeerr`` probe,
+    whose weights are ``d_sae + d_in`` long), pooled over a window of ``window`` tokens
+    (``reduce`` mean/max, the probe's ``runtime_window`` in probes.json) and maximised over
+    the span (:mod:`classifiers.probes.readings`)."""
 
     name: str
     w: Tensor
-    """[d_sae] (an extra error-term weight, if any, is dropped)."""
+    """[d_sae] or [d_sae + d_in]."""
     b: float
-    pooling: str
+    window: int = 1
+    reduce: str = "max"
 
     @classmethod
-    def from_pack(cls, probes_dir: Any, probes_json: Mapping[str, Any], name: str, d_sae: int) -> ProbeHead:
+    def from_pack(cls, probes_dir: Any, name: str, d_sae: int) -> ProbeHead:
         from classifiers.probes.io import load_probes
+        from classifiers.probes.runtime_eval import probe_reading
 
         ps = load_probes(probes_dir)
         rec = next((r for r in ps.probes if r.name == name), None)
         if rec is None:
             raise KeyError(f"no probe {name!r}; have {', '.join(r.name for r in ps.probes)}")
-        pooling = str((probes_json.get("probes") or {}).get(name, {}).get("pooling", rec.pooling))
-        w = torch.as_tensor(rec.weights, dtype=torch.float32)[:d_sae]
-        return cls(name, w, float(rec.bias), pooling)
+        w = torch.as_tensor(rec.weights, dtype=torch.float32)
+        if w.numel() < d_sae:
+            raise ValueError(f"probe {name!r} has {w.numel()} weights but the SAE has {d_sae} features")
+        reading = probe_reading(dict(rec.extra))
+        return cls(name, w, float(rec.bias), reading.window, reading.reduce)
 
-    def score_z(self, z: Tensor) -> float:
-        """Score of the span whose kept codes are ``z`` [pos, d_sae]."""
-        pooled = pool(z, self.pooling if self.pooling in ("max", "mean", "last") else "max")
-        return float(torch.sigmoid(pooled @ self.w.to(pooled.device) + self.b))
+    def token_scores(self, x: Tensor, z: Tensor, sae: Any) -> Tensor:
+        """[pos] per-token probabilities from residual rows ``x`` and their codes ``z``."""
+        d_sae = z.shape[-1]
+        w = self.w.to(z.device)
+        logits = z @ w[:d_sae] + self.b
+        if w.numel() > d_sae:
+            err = x - sae.decode(z)
+            logits = logits + err @ w[d_sae:]
+        out: Tensor = torch.sigmoid(logits)
+        return out
+
+    def span_score(self, token_scores: Tensor) -> float:
+        from classifiers.probes.readings import Reading, response_scores
+
+        s = token_scores.detach().double().cpu().numpy()
+        if s.size == 0:
+            return 0.0
+        import numpy as np
+
+        return float(response_scores(s, np.asarray([0, s.size]), Reading(self.window, self.reduce))[0])
 
 
 def probe_score(setup: Setup, head: ProbeHead, ids: Sequence[int], span_start: int,
@@ -135,7 +159,7 @@ def probe_score(setup: Setup, head: ProbeHead, ids: Sequence[int], span_start: i
     """The probe's score over positions ``span_start..`` of ``ids``. With ``spec`` the
     residual is read after the intervention (what a clamp does to the monitor's own view)."""
     tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
-    enc = encode_prompt(setup.model, setup.sae, setup.hook_name, ids, setup.special_ids, _hooks(setup, spec, tokens))
-    keep = enc.keep.clone()
-    keep[:span_start] = False
-    return head.score_z(enc.z[keep])
+    enc = encode_prompt(setup.model, setup.sae, setup.hook_name, ids, setup.special_ids, _hooks(setup, spec, tokens),
+                        start=span_start)
+    with torch.no_grad():
+        return head.span_score(head.token_scores(enc.resid[enc.keep], enc.z[enc.keep], setup.sae))

@@ -91,7 +91,7 @@ def test_specificity_with_a_toy_probe(setup):
     s2 = Setup(setup.model, setup.engine, sae, HOOK, setup.special_ids)
     w = torch.zeros(16)
     w[PLANTED] = 2.0
-    head = ProbeHead("toy", w, -3.0, "max")
+    head = ProbeHead("toy", w, -3.0, window=1, reduce="max")
     spec = FeatureIntervention.ablate([PLANTED])
     res = specificity(s2, head, spec, [("a", PROMPT)], [[3, 4, 5, 6, 7, 8, 9]], max_tokens=5)
     row = res.rows[0]
