@@ -11,7 +11,6 @@ on a CPU. The library is :mod:`classifiers.interp`.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from monitor.cli.interp_context import (
@@ -20,9 +19,16 @@ from monitor.cli.interp_context import (
     emit,
     encode_items,
     load_context,
-    out_path,
     read_prompt_items,
     read_prompt_list,
+)
+from monitor.cli.interp_studies import (
+    run_ablate,
+    run_contrastive,
+    run_logit_lens,
+    run_patch,
+    run_specificity,
+    run_sweep,
 )
 
 OUT_DIR = "var/studies"
@@ -39,14 +45,6 @@ def _subgroup(subparsers: Any, name: str, help_text: str, dest: str) -> Any:
     return parser.add_subparsers(dest=dest, metavar="ACTION")
 
 
-def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.replace(" ", "").split(",") if t]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.replace(" ", "").split(",") if t]
-
-
 def register(subparsers: Any) -> None:
     f = _subgroup(subparsers, "features", "inspect SAE features of a guard pack", "features_cmd")
     s = f.add_parser("search", help="features most active on example prompts, ranked against their density")
@@ -55,6 +53,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--baseline", default=None, help="neutral prompt file: adds a lift ratio vs these")
     s.add_argument("--pooling", default="max", choices=("max", "mean", "last"))
     s.add_argument("--top", type=int, default=10)
+    _full_flag(s)
     s.set_defaults(func=run_search)
 
     c = f.add_parser("contrast", help="features that differ most between positive and negative prompts")
@@ -65,12 +64,14 @@ def register(subparsers: Any) -> None:
     c.add_argument("--pooling", default="max", choices=("max", "mean", "last"))
     c.add_argument("--direction", default="pos", choices=("pos", "neg", "both"))
     c.add_argument("--top", type=int, default=10)
+    _full_flag(c)
     c.set_defaults(func=run_contrast)
 
     n = f.add_parser("neighbours", help="nearest features by decoder-direction cosine (itself first)")
     add_common(n)
     n.add_argument("id", type=int)
     n.add_argument("--top", type=int, default=10)
+    _full_flag(n)
     n.set_defaults(func=run_neighbours)
 
     a = f.add_parser("attribute", help="features whose ablation changes logit[target] - logit[foil] most")
@@ -82,6 +83,7 @@ def register(subparsers: Any) -> None:
     a.add_argument("--sign", default="target", choices=("target", "foil", "both"))
     a.add_argument("--estimate-only", action="store_true", help="skip the exact ablations")
     a.add_argument("--top", type=int, default=10)
+    _full_flag(a)
     a.set_defaults(func=run_attribute)
 
     fp = f.add_parser("from-probe", help="the features a probe's weights rely on")
@@ -89,6 +91,7 @@ def register(subparsers: Any) -> None:
     fp.add_argument("name", help="probe name (key in probes.json)")
     fp.add_argument("--by", default="contribution", choices=("contribution", "weight", "abs"))
     fp.add_argument("--top", type=int, default=10)
+    _full_flag(fp)
     fp.set_defaults(func=run_from_probe)
 
     st = _subgroup(subparsers, "steer", "intervention studies: sweep, ablation, specificity, contrastive", "steer_cmd")
@@ -161,6 +164,10 @@ def register(subparsers: Any) -> None:
     ll.set_defaults(func=run_logit_lens)
 
 
+def _full_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--full", action="store_true", help="every top context per feature, as 'features show' prints them")
+
+
 def _study_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--out-dir", default=OUT_DIR, help=f"where the PNG goes (default {OUT_DIR})")
@@ -173,14 +180,26 @@ def _need_sae(ctx: Any) -> None:
         raise CliError("no SAE loaded")
 
 
-def _evidence_table(rows: list[Any], cols: list[tuple[str, str]]) -> list[str]:
+def _evidence_table(rows: list[Any], cols: list[tuple[str, str]], full: dict[str, Any] | None = None) -> list[str]:
+    """One line of numbers per feature, then its evidence: one line, or with ``full`` (the
+    parsed features.json) every top context as ``features show`` prints them."""
+    from classifiers.sae.features import format_feature
+
     lines = []
     for r in rows:
         vals = "  ".join(f"{name}={getattr(r, attr):.4g}" if isinstance(getattr(r, attr), float)
                          else f"{name}={getattr(r, attr)}" for name, attr in cols if getattr(r, attr) is not None)
         lines.append(f"#{r.id:<6d} {vals}")
-        lines.append(f"         {r.evidence.line()}")
+        if full is None:
+            lines.append(f"         {r.evidence.line()}")
+        else:
+            entry = (full.get("features") or {}).get(str(r.id))
+            lines += [f"         {line.strip()}" for line in format_feature(r.id, entry, full.get("n_tokens"))]
     return lines
+
+
+def _full(args: argparse.Namespace, ctx: Any) -> dict[str, Any] | None:
+    return ctx.features if getattr(args, "full", False) else None
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -197,7 +216,7 @@ def run_search(args: argparse.Namespace) -> int:
         (" x lift/(1+lift))" if base else ")")
     emit(args, {"hits": [h.to_json() for h in hits]},
          [head] + _evidence_table(hits, [("score", "score"), ("mean_act", "mean_act"),
-                                         ("frac", "frac_prompts"), ("lift", "lift")]))
+                                         ("frac", "frac_prompts"), ("lift", "lift")], _full(args, ctx)))
     return 0
 
 
@@ -215,7 +234,8 @@ def run_contrast(args: argparse.Namespace) -> int:
     hits = search_contrastive(enc[0], enc[1], ctx.features, ctx.decode, args.top, args.pooling, args.direction)
     lines = [f"{len(hits)} features, {len(pos)} positive vs {len(neg)} negative prompts (delta of {args.pooling}-pooled)"]
     for h in hits:
-        lines += _evidence_table([h], [("delta", "delta"), ("t", "t"), ("pos", "mean_pos"), ("neg", "mean_neg")])
+        lines += _evidence_table([h], [("delta", "delta"), ("t", "t"), ("pos", "mean_pos"), ("neg", "mean_neg")],
+                                 _full(args, ctx))
         lines += [f"         at prompt {p.prompt} pos {p.position} {p.token!r} (+{p.delta:.3g})" for p in h.positions]
     emit(args, {"hits": [h.to_json() for h in hits]}, lines)
     return 0
@@ -230,7 +250,7 @@ def run_neighbours(args: argparse.Namespace) -> int:
         nb = neighbours(ctx.sae.W_dec, args.id, ctx.features, args.top)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    emit(args, {"neighbours": [x.to_json() for x in nb]}, _evidence_table(nb, [("cos", "cosine")]))
+    emit(args, {"neighbours": [x.to_json() for x in nb]}, _evidence_table(nb, [("cos", "cosine")], _full(args, ctx)))
     return 0
 
 
@@ -248,7 +268,8 @@ def run_attribute(args: argparse.Namespace) -> int:
                         args.candidates, args.top, not args.estimate_only, args.sign)
         out.append(dict(res.to_json(), prompt=label))
         lines.append(f"{label!r}: logit[{ctx.decode(target)!r}] - logit[{ctx.decode(foil)!r}] = {res.clean_logit_diff:.3f}")
-        lines += _evidence_table(list(res.features), [("effect", "effect"), ("est", "estimate"), ("act", "activation")])
+        lines += _evidence_table(list(res.features), [("effect", "effect"), ("est", "estimate"), ("act", "activation")],
+                                 _full(args, ctx))
     emit(args, {"results": out}, lines)
     return 0
 
@@ -272,157 +293,5 @@ def run_from_probe(args: argparse.Namespace) -> int:
     feats = probe_features(rec, ctx.features, args.top, args.by)
     emit(args, {"probe": args.name, "features": [x.to_json() for x in feats]},
          [f"probe {args.name} ({rec.concept}, pooling {rec.pooling}), by {args.by}:"]
-         + _evidence_table(feats, [("weight", "weight"), ("contribution", "contribution")]))
-    return 0
-
-
-# -- steer ------------------------------------------------------------------------------------
-def run_sweep(args: argparse.Namespace) -> int:
-    from classifiers.interp import plots
-    from classifiers.interp.studies.sweep import sweep
-
-    ctx = load_context(args)
-    setup = ctx.setup()
-    values = _floats(args.values)
-    results = []
-    for i, (label, ids) in enumerate(read_prompt_list(args, ctx.lm.tokenizer)):
-        res = sweep(setup, ids, args.feature, values, args.max_tokens, args.mode)
-        rows = res.rows
-        png = plots.sweep_png(out_path(args, f"sweep_f{args.feature}_{i}.png"), args.feature,
-                              [r.value for r in rows], [r.kl for r in rows], [r.text for r in rows], label)
-        results.append(dict(res.to_json(), prompt=label, png=str(png)))
-    print(json.dumps({"sweeps": results}, ensure_ascii=False))
-    return 0
-
-
-def run_ablate(args: argparse.Namespace) -> int:
-    from classifiers.interp import plots
-    from classifiers.interp.studies.ablation import ablation_study
-
-    ctx = load_context(args)
-    feats = _ints(args.ablate)
-    res = ablation_study(ctx.setup(), read_prompt_list(args, ctx.lm.tokenizer), feats, args.max_tokens)
-    png = plots.ablation_png(out_path(args, f"ablation_{'_'.join(map(str, feats))}.png"),
-                             [r.prompt for r in res.rows], [r.kl for r in res.rows], [r.changed for r in res.rows],
-                             f"ablating {feats}: {res.changed_fraction:.0%} of outputs changed")
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
-    return 0
-
-
-def run_specificity(args: argparse.Namespace) -> int:
-    import os
-
-    from classifiers.datasets import resolve_datasets_root
-    from classifiers.interp import plots
-    from classifiers.interp.concept_prompts import concept_prompts, neutral_texts
-    from classifiers.interp.from_probe import top_feature_ids
-    from classifiers.interp.studies.specificity import specificity
-    from monitor.cli import CliError
-    from monitor.guard.interventions import FeatureIntervention
-
-    ctx = load_context(args)
-    head, pj = ctx.probe_head(args.concept, args.probes_dir)
-    feats = _ints(args.clamp) if args.clamp else top_feature_ids(pj, args.concept, args.top_k)
-    if not feats:
-        raise CliError(f"probe {args.concept!r} lists no top_features; pass --clamp")
-    root = resolve_datasets_root(args.datasets_root, os.environ.get("SAEGUARD_DATASETS"))
-    tok = ctx.lm.tokenizer
-    if args.prompt or args.prompt_file:
-        prompts = read_prompt_list(args, tok)
-    else:
-        prompts = [(p.label, p.token_ids(tok)) for p in concept_prompts(args.concept, root, args.n)]
-    neutral = [list(tok(t, add_special_tokens=False)["input_ids"]) for t in neutral_texts(root, args.n_neutral)]
-    spec = FeatureIntervention.clamp(feats, args.value)
-    res = specificity(ctx.setup(), head, spec, prompts, neutral, args.max_tokens)
-    png = plots.specificity_png(
-        out_path(args, f"specificity_{args.concept}.png"), f"{args.concept}: {spec.describe()}",
-        {"base": [r.base_score for r in res.rows], "intervened": [r.score for r in res.rows],
-         "in place": [r.score_in_place for r in res.rows]},
-        {"base": res.neutral_ppl_base, "intervened": res.neutral_ppl})
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
-    return 0
-
-
-def run_contrastive(args: argparse.Namespace) -> int:
-    import os
-
-    from classifiers.datasets import resolve_datasets_root
-    from classifiers.interp import plots
-    from classifiers.interp.concept_prompts import neutral_texts
-    from classifiers.interp.contrastive_steering import contrastive_steering
-    from classifiers.interp.prompts import PromptFileError, read_pairs, to_ids
-    from monitor.cli import CliError
-
-    ctx = load_context(args)
-    tok = ctx.lm.tokenizer
-    try:
-        pairs = [(to_ids(tok, p, args.chat), to_ids(tok, n, args.chat)) for p, n in read_pairs(args.pairs)]
-    except PromptFileError as exc:
-        raise CliError(str(exc)) from None
-    head = ctx.probe_head(args.probe, args.probes_dir)[0] if args.probe else None
-    root = resolve_datasets_root(args.datasets_root, os.environ.get("SAEGUARD_DATASETS"))
-    neutral = [list(tok(t, add_special_tokens=False)["input_ids"]) for t in neutral_texts(root, args.n_neutral)]
-    methods = ("caa", "lstsq") if args.no_logistic else ("caa", "lstsq", "logistic")
-    try:
-        res = contrastive_steering(ctx.setup(), pairs, [n for _, n in pairs], neutral, args.k, args.positions,
-                                   args.strength, head, args.max_tokens, methods)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    metrics = {"neutral ppl": {"base": res.base_neutral_ppl, **{m.name: m.neutral_ppl for m in res.methods}},
-               "projection shift": {m.name: m.projection_shift for m in res.methods}}
-    if head is not None:
-        metrics["probe shift"] = {m.name: m.probe_shift or 0.0 for m in res.methods}
-    png = plots.compare_bars_png(out_path(args, "contrastive_steering.png"),
-                                 f"strength {args.strength}, features {list(res.features)}", metrics)
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
-    return 0
-
-
-# -- diag -------------------------------------------------------------------------------------
-def run_patch(args: argparse.Namespace) -> int:
-    from classifiers.interp import plots
-    from classifiers.interp.attribution import single_token
-    from classifiers.interp.patching import activation_patching
-    from classifiers.interp.prompts import to_ids
-    from monitor.cli import CliError
-
-    ctx = load_context(args, need_sae=False)
-    tok = ctx.lm.tokenizer
-    clean, corr = to_ids(tok, args.clean, args.chat), to_ids(tok, args.corrupted, args.chat)
-    try:
-        res = activation_patching(ctx.lm.model, clean, corr, single_token(tok, args.target), single_token(tok, args.foil),
-                                  _ints(args.layers) if args.layers else None, args.kind, [ctx.decode(t) for t in clean])
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    png = plots.heatmap_png(out_path(args, f"patch_{args.kind}.png"), res.recovered.tolist(),
-                            [f"L{L}" for L in res.layers], [repr(t) for t in res.tokens],
-                            f"{args.kind} patching: logit diff recovered", "fraction recovered")
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
-    return 0
-
-
-def run_logit_lens(args: argparse.Namespace) -> int:
-    from classifiers.interp import plots
-    from classifiers.interp.attribution import single_token
-    from classifiers.interp.logit_lens import logit_lens
-    from classifiers.interp.prompts import to_ids
-
-    ctx = load_context(args, need_sae=args.probe is not None or args.feature is not None)
-    tok = ctx.lm.tokenizer
-    ids = to_ids(tok, args.prompt, args.chat)
-    targets = [single_token(tok, t) for t in args.target]
-    direction = None
-    if args.probe:
-        head, _ = ctx.probe_head(args.probe, args.probes_dir)
-        direction = head.w @ ctx.sae.W_dec.detach().float()
-    elif args.feature is not None:
-        direction = ctx.sae.W_dec.detach().float()[args.feature]
-    res = logit_lens(ctx.lm.model, ids, ctx.decode, args.position, args.top, targets, direction)
-    png = None
-    if targets:
-        png = plots.heatmap_png(out_path(args, "logit_lens.png"), [list(layer.target_probs) for layer in res.layers],
-                                [layer.layer for layer in res.layers], list(res.targets),
-                                f"logit lens at position {res.position} ({res.token!r})", "probability",
-                                cmap="viridis", center=False)
-    print(json.dumps(dict(res.to_json(), png=None if png is None else str(png)), ensure_ascii=False))
+         + _evidence_table(feats, [("weight", "weight"), ("contribution", "contribution")], _full(args, ctx)))
     return 0
