@@ -14,7 +14,7 @@ activation addition (CAA) in the same run.
      selected features; direction ``w @ W_dec[S]``, scaled to the mean delta's projection
      on it so strength 1 is comparable with the other methods.
 4. ``caa``: the mean delta itself.
-Each vector is added (``strength x v``) at every kept position while generating from the
+Each vector is added (``strength x v``, for each of the given strengths) at every kept position while generating from the
 evaluation prompts; the result reports the probe score shift (if a probe is given), the
 shift of the residual's projection on the CAA direction (a probe-free proxy), neutral
 perplexity, and a sample continuation per method.
@@ -95,6 +95,7 @@ def fit_logistic(z_pos: Tensor, z_neg: Tensor, ids: Sequence[int], W_sel: Tensor
 @dataclass(frozen=True)
 class MethodResult:
     name: str
+    strength: float
     norm: float
     cosine_to_caa: float
     probe_shift: float | None
@@ -103,7 +104,7 @@ class MethodResult:
     sample: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.name, "norm": round(self.norm, 4), "cosine_to_caa": round(self.cosine_to_caa, 4),
+        return {"method": self.name, "strength": self.strength, "norm": round(self.norm, 4), "cosine_to_caa": round(self.cosine_to_caa, 4),
                 "probe_shift": None if self.probe_shift is None else round(self.probe_shift, 4),
                 "projection_shift": round(self.projection_shift, 4), "neutral_ppl": round(self.neutral_ppl, 4),
                 "sample": self.sample}
@@ -116,7 +117,7 @@ class ContrastiveSteeringResult:
     lstsq_coefficients: tuple[float, ...]
     lstsq_explained: float
     """1 - ||mean_dx - v_lstsq||^2 / ||mean_dx||^2: how much of the CAA vector the features span."""
-    strength: float
+    strengths: tuple[float, ...]
     base_neutral_ppl: float
     base_sample: str
     methods: tuple[MethodResult, ...]
@@ -124,7 +125,7 @@ class ContrastiveSteeringResult:
     def to_json(self) -> dict[str, Any]:
         return {"features": list(self.features), "clusters": [list(c) for c in self.clusters],
                 "lstsq_coefficients": [round(c, 4) for c in self.lstsq_coefficients],
-                "lstsq_explained": round(self.lstsq_explained, 4), "strength": self.strength,
+                "lstsq_explained": round(self.lstsq_explained, 4), "strengths": list(self.strengths),
                 "base_neutral_ppl": round(self.base_neutral_ppl, 4), "base_sample": self.base_sample,
                 "methods": [m.to_json() for m in self.methods]}
 
@@ -159,7 +160,7 @@ def _mean(xs: Sequence[float]) -> float:
 
 def contrastive_steering(
     setup: Setup, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], eval_prompts: Sequence[Sequence[int]],
-    neutral: Sequence[Sequence[int]], k: int = 8, positions: int = 3, strength: float = 1.0,
+    neutral: Sequence[Sequence[int]], k: int = 8, positions: int = 3, strengths: Sequence[float] = (1.0,),
     head: ProbeHead | None = None, max_tokens: int = 20, methods: Sequence[str] = ("caa", "lstsq", "logistic"),
 ) -> ContrastiveSteeringResult:
     data = collect(setup, pairs, positions)
@@ -178,15 +179,17 @@ def contrastive_steering(
     base_probe, base_proj, base_sample = _evaluate(setup, None, eval_prompts, u, head, max_tokens)
     base_ppl = perplexity(setup, neutral, None)
     results = []
-    for name in methods:
-        v = vectors[name]
-        spec = FeatureIntervention.steer_direction(v, strength)
-        probe, proj, sample = _evaluate(setup, spec, eval_prompts, u, head, max_tokens)
-        cos = float(v @ mean_dx / (v.norm() * mean_dx.norm()).clamp_min(1e-12))
-        results.append(MethodResult(name, float(v.norm()), cos,
-                                    None if probe is None or base_probe is None else probe - base_probe,
-                                    proj - base_proj, perplexity(setup, neutral, spec), sample))
+    for strength in strengths:
+        for name in methods:
+            v = vectors[name]
+            spec = FeatureIntervention.steer_direction(v, strength)
+            probe, proj, sample = _evaluate(setup, spec, eval_prompts, u, head, max_tokens)
+            cos = float(v @ mean_dx / (v.norm() * mean_dx.norm()).clamp_min(1e-12))
+            results.append(MethodResult(name, float(strength), float(v.norm()), cos,
+                                        None if probe is None or base_probe is None else probe - base_probe,
+                                        proj - base_proj, perplexity(setup, neutral, spec), sample))
     explained = 1.0 - float((mean_dx - v_ls).pow(2).sum() / mean_dx.pow(2).sum().clamp_min(1e-12))
     clusters = tuple(tuple(c) for c in cluster_by_decoder(W, ids))
-    return ContrastiveSteeringResult(tuple(ids), clusters, tuple(float(c) for c in coef), explained, strength,
+    return ContrastiveSteeringResult(tuple(ids), clusters, tuple(float(c) for c in coef), explained,
+                                     tuple(float(s) for s in strengths),
                                      base_ppl, base_sample, tuple(results))

@@ -101,15 +101,23 @@ def heatmap_png(path: str | Path, matrix: Sequence[Sequence[float]], row_labels:
     return _save(fig, path)
 
 
-def compare_bars_png(path: str | Path, title: str, metrics: dict[str, dict[str, float]]) -> Path:
-    """One panel per metric, one bar per method (e.g. contrastive steering comparisons)."""
+_METHOD_COLORS = {"base": "tab:gray", "caa": "tab:blue", "lstsq": "tab:orange", "logistic": "tab:green"}
+
+
+def compare_bars_png(path: str | Path, title: str, metrics: dict[str, dict[str, float]],
+                     log_panels: Sequence[str] = ()) -> Path:
+    """One panel per metric, one bar per method (colour by the label's first word, e.g.
+    ``caa x1``); panels named in ``log_panels`` use a log y axis (perplexities)."""
     names = list(metrics)
-    fig = _figure(4 * max(len(names), 1), 3.5)
+    fig = _figure(4.5 * max(len(names), 1), 3.8)
     axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
     for ax, name in zip(axes, names, strict=False):
         vals = metrics[name]
-        ax.bar(list(vals), list(vals.values()), color=["tab:gray", "tab:blue", "tab:orange", "tab:green"][: len(vals)])
+        colors = [_METHOD_COLORS.get(k.split()[0], "tab:purple") for k in vals]
+        ax.bar(range(len(vals)), list(vals.values()), color=colors)
+        ax.set_xticks(range(len(vals)), list(vals), rotation=35, fontsize=7, ha="right")
+        if name in log_panels:
+            ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
-        ax.tick_params(axis="x", labelsize=7, rotation=20)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)

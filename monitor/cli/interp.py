@@ -130,7 +130,7 @@ def register(subparsers: Any) -> None:
     cs.add_argument("--raw", dest="chat", action="store_false", default=True)
     cs.add_argument("--k", type=int, default=8, help="sparse features selected")
     cs.add_argument("--positions", type=int, default=3, help="important positions per pair")
-    cs.add_argument("--strength", type=float, default=1.0)
+    cs.add_argument("--strengths", default="0.5,1,2", help="comma-separated multiples of each vector")
     cs.add_argument("--probe", default=None, help="probe to report the score shift of")
     cs.add_argument("--n-neutral", type=int, default=3)
     cs.add_argument("--datasets-root", default=None)

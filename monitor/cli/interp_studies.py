@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from monitor.cli.interp_context import load_context, out_path, read_prompt_list
 
@@ -107,15 +108,18 @@ def run_contrastive(args: argparse.Namespace) -> int:
     methods = ("caa", "lstsq") if args.no_logistic else ("caa", "lstsq", "logistic")
     try:
         res = contrastive_steering(ctx.setup(), pairs, [n for _, n in pairs], neutral, args.k, args.positions,
-                                   args.strength, head, args.max_tokens, methods)
+                                   _floats(args.strengths), head, args.max_tokens, methods)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    metrics = {"neutral ppl": {"base": res.base_neutral_ppl, **{m.name: m.neutral_ppl for m in res.methods}},
-               "projection shift": {m.name: m.projection_shift for m in res.methods}}
+    def key(m: Any) -> str:
+        return f"{m.name} x{m.strength:g}"
+
+    metrics = {"neutral ppl": {"base": res.base_neutral_ppl, **{key(m): m.neutral_ppl for m in res.methods}},
+               "projection shift": {key(m): m.projection_shift for m in res.methods}}
     if head is not None:
-        metrics["probe shift"] = {m.name: m.probe_shift or 0.0 for m in res.methods}
+        metrics["probe shift"] = {key(m): m.probe_shift or 0.0 for m in res.methods}
     png = plots.compare_bars_png(out_path(args, "contrastive_steering.png"),
-                                 f"strength {args.strength}, features {list(res.features)}", metrics)
+                                 f"features {list(res.features)}", metrics, log_panels=("neutral ppl",))
     print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
     return 0
 

@@ -105,9 +105,9 @@ def test_specificity_with_a_toy_probe(setup):
 def test_contrastive_steering_compares_three_methods(setup, tmp_path):
     pairs = [([3, 4, 20, 5, 6], [3, 4, 21, 5, 6]), ([7, 20, 8, 9], [7, 21, 8, 9]), ([10, 11, 20], [10, 11, 21])]
     res = contrastive_steering(setup, pairs, [p for _, p in pairs], [[3, 4, 5, 6, 7, 8]], k=6, positions=2,
-                               strength=2.0, max_tokens=4)
-    names = [m.name for m in res.methods]
-    assert names == ["caa", "lstsq", "logistic"]
+                               strengths=(0.5, 2.0), max_tokens=4)
+    names = [(m.name, m.strength) for m in res.methods]
+    assert names == [("caa", 0.5), ("lstsq", 0.5), ("logistic", 0.5), ("caa", 2.0), ("lstsq", 2.0), ("logistic", 2.0)]
     caa = res.methods[0]
     assert caa.cosine_to_caa == pytest.approx(1.0, abs=1e-5)
     assert -1e-6 <= res.lstsq_explained <= 1.0 + 1e-6
