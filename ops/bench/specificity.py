@@ -10,7 +10,8 @@ at every position except 0 and special tokens, on concept-eliciting prompts (pos
 transcripts of the concept's first training set, with the start of the positive answer as
 the assistant prefix; see classifiers/interp/concept_prompts.py). Greedy continuations
 without and with the clamp are re-read without it and scored by the probe over the
-generated tokens; ``score_drop = 1 - mean(score_with) / mean(score_base)``.
+generated tokens; ``score_drop = 1 - mean(score_with) / mean(score_base)`` (``--headline
+in_place``: the probe read at the clamped residual instead; both are in the detail lines).
 ``neutral_ppl_increase = ppl_with / ppl_base - 1`` on plain wiki text.
 Prints one progress/detail line per concept, then ONE JSON line (the last):
 ``{concept: {"score_drop": f, "neutral_ppl_increase": f}}``. Exits 2 with a one-line
@@ -46,6 +47,9 @@ def main() -> int:
     ap.add_argument("--value", type=float, default=0.0)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--headline", default="rescored", choices=("rescored", "in_place"),
+                    help="score_drop in the last line: continuations re-read without the clamp (default) or "
+                         "the probe read at the clamped residual")
     args = ap.parse_args()
 
     pack = Path(args.pack)
@@ -99,7 +103,8 @@ def main() -> int:
         detail = res.to_json()
         detail.pop("rows")
         print(json.dumps({"concept": concept, **detail, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-        summary[concept] = {"score_drop": round(res.score_drop, 4),
+        drop = res.score_drop if args.headline == "rescored" else res.score_drop_in_place
+        summary[concept] = {"score_drop": round(drop, 4),
                             "neutral_ppl_increase": round(res.neutral_ppl_increase, 4)}
     print(json.dumps(summary))
     return 0
