@@ -128,22 +128,32 @@ def run_contrastive(args: argparse.Namespace) -> int:
 def run_patch(args: argparse.Namespace) -> int:
     from classifiers.interp import plots
     from classifiers.interp.attribution import single_token
-    from classifiers.interp.patching import activation_patching
+    from classifiers.interp.patching import activation_patching, logit_diff_metric, probe_metric
     from classifiers.interp.prompts import to_ids
     from monitor.cli import CliError
 
-    ctx = load_context(args, need_sae=False)
+    if (args.probe is None) == (args.target is None or args.foil is None):
+        raise CliError("pass either --target and --foil (logit difference) or --probe NAME (probe logit)")
+    ctx = load_context(args, need_sae=args.probe is not None)
     tok = ctx.lm.tokenizer
+    model = ctx.lm.model
     clean, corr = to_ids(tok, args.clean, args.chat), to_ids(tok, args.corrupted, args.chat)
+    if args.probe:
+        head, _ = ctx.probe_head(args.probe, args.probes_dir)
+        metric = probe_metric(model, ctx.sae, ctx.hook_name, head.w, head.b)
+        what = f"probe {args.probe} logit"
+    else:
+        metric = logit_diff_metric(model, single_token(tok, args.target), single_token(tok, args.foil))
+        what = "logit diff"
     try:
-        res = activation_patching(ctx.lm.model, clean, corr, single_token(tok, args.target), single_token(tok, args.foil),
-                                  _ints(args.layers) if args.layers else None, args.kind, [ctx.decode(t) for t in clean])
+        res = activation_patching(model, clean, corr, layers=_ints(args.layers) if args.layers else None,
+                                  kind=args.kind, token_text=[ctx.decode(t) for t in clean], metric=metric)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     png = plots.heatmap_png(out_path(args, f"patch_{args.kind}.png"), res.recovered.tolist(),
                             [f"L{L}" for L in res.layers], [repr(t) for t in res.tokens],
-                            f"{args.kind} patching: logit diff recovered", "fraction recovered")
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
+                            f"{args.kind} patching: {what} recovered", "fraction recovered")
+    print(json.dumps(dict(res.to_json(), metric=what, png=str(png)), ensure_ascii=False))
     return 0
 
 

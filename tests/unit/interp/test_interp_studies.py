@@ -116,3 +116,17 @@ def test_contrastive_steering_compares_three_methods(setup, tmp_path):
     assert res.lstsq_explained > 0.3
     plots.compare_bars_png(tmp_path / "c.png", "t", {"ppl": {m.name: m.neutral_ppl for m in res.methods}})
     assert (tmp_path / "c.png").is_file()
+
+
+def test_patching_with_a_probe_metric(setup):
+    from classifiers.interp.patching import probe_metric
+
+    torch.manual_seed(3)
+    w = torch.randn(16)
+    clean, corrupted = PROMPT, PROMPT[:-1] + [15]
+    metric = probe_metric(setup.model, setup.sae, HOOK, w, 0.5)
+    res = activation_patching(setup.model, clean, corrupted, kind="resid_post", metric=metric)
+    assert res.clean != pytest.approx(res.corrupted)
+    # the probe reads the hook's residual at the last position: restoring exactly that recovers all
+    assert float(res.recovered[1, -1]) == pytest.approx(1.0, abs=1e-4)
+    assert torch.allclose(res.recovered[1, :-1], torch.zeros(len(PROMPT) - 1), atol=1e-4)
