@@ -84,6 +84,7 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
     features: dict[str, Any] = {}
     probes_json = None
     sae = None
+    hook = ""
     if args.sae:
         try:
             sae = load_sae(args.sae) if need_sae else None
@@ -97,12 +98,16 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
         except PackError as exc:
             raise CliError(str(exc)) from None
         sae, features, probes_json = pack.sae, pack.features, pack.probes
+        hook = pack.hook_name if need_sae else ""
     if args.features_json:
         path = Path(args.features_json)
         if not path.is_file():
             raise CliError(f"features file not found: {path}")
         features = json.loads(path.read_text(encoding="utf-8"))
-    hook = str(sae.cfg.metadata.hook_name) if sae is not None else ""
+    if args.sae and sae is not None:
+        hook = str(getattr(sae.cfg.metadata, "hook_name", None) or "")
+    if sae is not None and not hook:
+        raise CliError("the SAE's cfg.json names no hook point (metadata.hook_name)")
     try:
         lm = load_model(args.model)
     except ModelSpecError as exc:
