@@ -25,20 +25,17 @@ def _sae_dir() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(loaded_model, engine):
+    """The session's model and engine (tests/integration/conftest.py) + the pack's SAE."""
     sae_dir = _sae_dir()
     if sae_dir is None:
         pytest.skip(f"no SAE yet: {PACK}/sae/cfg.json is missing (set SAEGUARD_TEST_SAE to use another SAE dir)")
     from classifiers.interp.runtime import special_ids_of
     from classifiers.interp.studies.common import Setup
-    from monitor.engine import Engine
-    from monitor.model import load_model
     from monitor.sae_spec import load_sae
 
-    torch.set_num_threads(2)
-    lm = load_model()
     sae = load_sae(str(sae_dir))
-    return Setup(lm.model, Engine.from_loaded(lm), sae, str(sae.cfg.metadata.hook_name), special_ids_of(lm.tokenizer))
+    return Setup(loaded_model.model, engine, sae, str(sae.cfg.metadata.hook_name), special_ids_of(loaded_model.tokenizer))
 
 
 def test_attribution_on_john_feels(setup):
