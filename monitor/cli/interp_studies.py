@@ -19,6 +19,13 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in text.replace(" ", "").split(",") if t]
 
 
+def _evidence(ctx: Any, ids: list[int]) -> list[dict[str, Any]]:
+    """features.json evidence of the features a study touched."""
+    from classifiers.interp.evidence import feature_evidence
+
+    return [feature_evidence(ctx.features, f).to_json() for f in ids]
+
+
 # -- steer ------------------------------------------------------------------------------------
 def run_sweep(args: argparse.Namespace) -> int:
     from classifiers.interp import plots
@@ -34,7 +41,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         png = plots.sweep_png(out_path(args, f"sweep_f{args.feature}_{i}.png"), args.feature,
                               [r.value for r in rows], [r.kl for r in rows], [r.text for r in rows], label)
         results.append(dict(res.to_json(), prompt=label, png=str(png)))
-    print(json.dumps({"sweeps": results}, ensure_ascii=False))
+    print(json.dumps({"evidence": _evidence(ctx, [args.feature]), "sweeps": results}, ensure_ascii=False))
     return 0
 
 
@@ -48,7 +55,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     png = plots.ablation_png(out_path(args, f"ablation_{'_'.join(map(str, feats))}.png"),
                              [r.prompt for r in res.rows], [r.kl for r in res.rows], [r.changed for r in res.rows],
                              f"ablating {feats}: {res.changed_fraction:.0%} of outputs changed")
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
+    print(json.dumps(dict(res.to_json(), evidence=_evidence(ctx, feats), png=str(png)), ensure_ascii=False))
     return 0
 
 
@@ -82,7 +89,7 @@ def run_specificity(args: argparse.Namespace) -> int:
         {"base": [r.base_score for r in res.rows], "intervened": [r.score for r in res.rows],
          "in place": [r.score_in_place for r in res.rows]},
         {"base": res.neutral_ppl_base, "intervened": res.neutral_ppl})
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
+    print(json.dumps(dict(res.to_json(), evidence=_evidence(ctx, feats), png=str(png)), ensure_ascii=False))
     return 0
 
 
@@ -120,7 +127,7 @@ def run_contrastive(args: argparse.Namespace) -> int:
         metrics["probe shift"] = {key(m): m.probe_shift or 0.0 for m in res.methods}
     png = plots.compare_bars_png(out_path(args, "contrastive_steering.png"),
                                  f"features {list(res.features)}", metrics, log_panels=("neutral ppl",))
-    print(json.dumps(dict(res.to_json(), png=str(png)), ensure_ascii=False))
+    print(json.dumps(dict(res.to_json(), evidence=_evidence(ctx, list(res.features)), png=str(png)), ensure_ascii=False))
     return 0
 
 
