@@ -56,6 +56,8 @@ def register(subparsers: Any) -> None:
     _common(e)
     e.add_argument("--run", required=True, help="run name to evaluate")
     e.add_argument("--ce-tokens", type=int, default=20_000, help="held-out tokens for CE-loss recovered")
+    e.add_argument("--feature-tokens", type=int, default=400_000,
+                   help="tokens for feature evidence: the held-out slice plus training shards up to this many")
     e.add_argument("--pack", default=None, help="write sae/, features.json and manifest.json into this pack dir")
     e.add_argument("--compare", nargs="*", default=[], help="other evaluated runs to tabulate in the manifest")
     e.set_defaults(func=run_eval)
@@ -134,7 +136,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CliError(f"run {args.run!r} has no trained SAE under {run_dir} (run train-sae first)")
     hook = record["hook_name"]
     corpus, eval_paths, _ = prepare(lm, root, ws, [hook], 0)
-    feature_paths = [ws.acts_dir / n for n in record.get("train_shards", [])] if args.pack else []
+    n_train_shards = max(0, -(-(args.feature_tokens - corpus.split_tokens("eval")) // 50_000))
+    feature_paths = [ws.acts_dir / n for n in record.get("train_shards", [])[:n_train_shards]] if args.pack else []
     result = evaluate_run(lm, corpus, run_dir, eval_paths, args.ce_tokens, feature_paths,
                           with_features=bool(args.pack))
     features = result.pop("_features", None)

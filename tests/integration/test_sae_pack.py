@@ -95,6 +95,16 @@ def test_manifest_has_what_the_daemon_and_reviewers_need(lm, pack) -> None:
     assert any(c.startswith("saeguard train-sae") for c in m["commands"])
 
 
+@pytest.fixture
+def _restore_logging():
+    """``main()`` configures structlog onto the captured stderr; undo it afterwards."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("_restore_logging")
 def test_features_show_prints_the_recorded_top_token(pack, capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.cli import main
 

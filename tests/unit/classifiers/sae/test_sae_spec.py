@@ -121,6 +121,16 @@ def test_pack_errors_are_one_line(tmp_path: Path) -> None:
         load_pack(tmp_path / "nope")
 
 
+@pytest.fixture
+def _restore_logging():
+    """``main()`` configures structlog onto the captured stderr; undo it afterwards."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("_restore_logging")
 def test_features_show_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.cli import main
 
