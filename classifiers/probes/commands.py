@@ -66,6 +66,7 @@ def train_all(pack: Path, sae_dir: Path, store: Path, root: Path, out_dir: Path,
     from classifiers.features.bank import ResidualBank
     from classifiers.features.plan import BENIGN_SET, DEFAULT_CAPS
     from classifiers.probes.basis import TokenFeatures
+    from classifiers.probes.experiment import Attempt
     from classifiers.probes.pipeline import (
         benign_keys,
         research_attempts,
@@ -85,7 +86,8 @@ def train_all(pack: Path, sae_dir: Path, store: Path, root: Path, out_dir: Path,
     features_json = json.loads(features_path.read_text()) if features_path.is_file() else {}
     feats = TokenFeatures(bank, ps.sae, ps.layer)
     benign = [k for k in benign_keys(root, DEFAULT_CAPS[BENIGN_SET] or 300) if k in bank]
-    research = [] if quick else research_attempts(ps.layer, layers)
+    # quick: the shipped candidates, TF-IDF and the dense baseline at the SAE's layer only
+    research = [Attempt(f"dense:{ps.layer}", "mean")] if quick else research_attempts(ps.layer, layers)
     outcomes = []
     for concept in concepts:
         outcomes.append(train_concept(concept, root, bank, feats, ps.layer, research, benign,

@@ -2,9 +2,10 @@
 
 Per concept (see :mod:`.framing`): the TF-IDF baseline and every research attempt
 (:mod:`.experiment`) run on the same splits and LOSO folds; the shipped probe is fixed in
-advance as ``sae:<pack layer>/mean`` (the only basis/pooling the run-time guard computes:
-``sigmoid(z_t @ W + b)`` per token, pooled by the policy window), its window is chosen on
-validation splits, and its thresholds calibrated on the run-time reading (:mod:`.ship`).
+advance as ``sae:<pack layer>/token`` -- SAE features, trained on per-token rows -- the
+only basis the run-time guard computes (``sigmoid(z_t @ W + b)`` per token, pooled by the
+policy window); its window is chosen on validation splits and its thresholds calibrated on
+the run-time reading (:mod:`.ship`).
 """
 
 from __future__ import annotations
@@ -101,15 +102,14 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
     sources = load_sources(framing.sources + framing.extra_eval, root, bank)
     train_names = [s.name for s in framing.sources]
     results: list[AttemptResult] = [run_tfidf(concept, sources, train_names)]
-    # Shipped candidates: SAE features read per token at run time, trained on mean-pooled
-    # transcripts or on per-token rows; chosen by in-source validation only.
-    candidates = []
-    for pooling in ("mean", "token"):
-        res, f = run_attempt(concept, Attempt(f"sae:{layer}", pooling), feats, sources, train_names)
-        results.append(res)
-        r = choose_reading(res)
-        candidates.append((_val_auroc(res, r.name), res, f))
-    _, shipped, fit = max(candidates, key=lambda c: c[0])
+    # Shipped: SAE features trained on per-token rows, because the run time scores every
+    # token and pools probabilities in a window. (A probe trained on mean-pooled transcripts
+    # has weights scaled for averages: applied per token its logits reach the hundreds and
+    # the probabilities saturate at 1.0, so no threshold separates anything; it is kept as
+    # a research attempt.)
+    shipped, fit = run_attempt(concept, Attempt(f"sae:{layer}", "token"), feats, sources, train_names)
+    results.append(shipped)
+    results.append(run_attempt(concept, Attempt(f"sae:{layer}", "mean"), feats, sources, train_names)[0])
     shipped_attempt = shipped.attempt
     for attempt in research:
         try:
@@ -156,13 +156,6 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
         },
     )
     return ConceptOutcome(record, results, shipped, cal)
-
-
-def _val_auroc(result: AttemptResult, reading: str) -> float:
-    """Mean in-source validation AUROC of a run-time reading."""
-    vals = [v["runtime"][reading]["auroc"] for v in result.in_source.values()
-            if reading in v["runtime"] and v["runtime"][reading]["auroc"] is not None]
-    return float(np.mean(vals)) if vals else float("-inf")
 
 
 def _metrics(shipped: AttemptResult, results: Sequence[AttemptResult], reading: Reading,

@@ -166,7 +166,7 @@ def register_probe_commands(subparsers: Any) -> None:
     t.add_argument("--sae", default=None, help="SAE directory (default <pack>/sae)")
     t.add_argument("--out", default=None, help="output directory (default <pack>/probes)")
     t.add_argument("--concept", action="append", default=None, help="concept(s) to train (default: all four)")
-    t.add_argument("--quick", action="store_true", help="only the shipped SAE probe and TF-IDF (no research grid)")
+    t.add_argument("--quick", action="store_true", help="only the shipped SAE probe and the two baselines (no research grid)")
     t.add_argument("--notes", default=None, help="markdown file appended to REPORT.md")
     t.set_defaults(func=run_train)
 
