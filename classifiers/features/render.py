@@ -7,8 +7,9 @@ That is also what the run-time guard scores in a response (it skips special toke
 The text is rendered with the tokenizer's chat template exactly as the daemon renders a
 conversation (SmolLM2's template adds its default system prompt when none is given), and
 tokenised in one piece. The span is found from the token ids of the prefix (every message
-before the assistant turn, plus the generation prompt ``<|im_start|>assistant\\n``): those
-must be a prefix of the full ids, else :class:`SpanError` is raised rather than guessing.
+before the assistant turn, plus the generation prompt ``<|im_start|>assistant\\n``). When
+those are not a prefix of the full ids (an answer starting with whitespace merges with the
+header's newline), the prompt and the answer are tokenised separately, as in generation.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def render(
     ids = _ids(tokenizer, full_text)
     prefix = _ids(tokenizer, prefix_text)
     if ids[: len(prefix)] != prefix:
-        raise SpanError("prefix tokens differ from the start of the full tokenisation")
+        # The content's first characters merged with the header's newline (content starting
+        # with whitespace). Tokenise as a generation would: the prompt, then the answer.
+        ids = prefix + _ids(tokenizer, full_text[len(prefix_text):])
     if end_token_id is None:
         end_token_id = _end_id(tokenizer)
     try:
