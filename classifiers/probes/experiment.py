@@ -34,6 +34,9 @@ log = structlog.get_logger(__name__)
 #: Policy windows scored for mean-pooled probes.
 READINGS: tuple[Reading, ...] = (Reading(1, "max"), Reading(4), Reading(16), Reading(64))
 PROBE_CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
+#: SAE features: floor each feature's scale at the median non-zero scale before the fit
+#: (rare features would otherwise get huge raw weights and saturate per-token scores).
+SAE_SCALE_FLOOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,10 @@ def fit_on(feats: TokenFeatures, basis: Basis, parts: Sequence[tuple[SourceData,
     """Fit on the masked rows of several sources (C by LOSO-CV when >= 2 sources)."""
     X, y, g, s = _stack(feats, basis, parts, pooling)
     n_src = len({sd.name for sd, _ in parts})
+    floor = SAE_SCALE_FLOOR if basis.kind != "dense" else None
     if n_src >= 2:
-        return train_probe(X, y, s, cs=cs, n_folds=n_src)
-    return train_probe(X, y, g, cs=cs, n_folds=3)
+        return train_probe(X, y, s, cs=cs, n_folds=n_src, scale_floor_quantile=floor)
+    return train_probe(X, y, g, cs=cs, n_folds=3, scale_floor_quantile=floor)
 
 
 def score_source(feats: TokenFeatures, basis: Basis, fit: ProbeFit, sd: SourceData, pooling: str,

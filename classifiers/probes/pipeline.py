@@ -38,6 +38,9 @@ from classifiers.probes.sources_data import SPLIT_SEED, VAL_FRACTION, SourceData
 
 log = structlog.get_logger(__name__)
 
+#: C grid of the shipped (per-token) SAE probes; see train_concept.
+SHIPPED_CS: tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01)
+
 #: Dataset -> folder under the datasets root (for the manifest's file hashes).
 DATASET_FOLDERS = {
     "deception_lie_detector_pairs": "deception_lie_detector_pairs",
@@ -107,7 +110,12 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
     # has weights scaled for averages: applied per token its logits reach the hundreds and
     # the probabilities saturate at 1.0, so no threshold separates anything; it is kept as
     # a research attempt.)
-    shipped, fit = run_attempt(concept, Attempt(f"sae:{layer}", "token"), feats, sources, train_names)
+    # C grid capped at 0.01: with weaker penalties the per-token logits on benign chat (out of
+    # the training distribution) reach |30|+ and the averaged probabilities saturate (measured
+    # on sycophancy with the interim SAE: 99th percentile of benign token logits 0.6 / 2.8 /
+    # 11.7 / 34 at C = 0.001 / 0.01 / 0.1 / 1), while held-out CV AUROC gains nothing from them.
+    shipped, fit = run_attempt(concept, Attempt(f"sae:{layer}", "token", SHIPPED_CS), feats, sources,
+                               train_names)
     results.append(shipped)
     results.append(run_attempt(concept, Attempt(f"sae:{layer}", "mean"), feats, sources, train_names)[0])
     shipped_attempt = shipped.attempt

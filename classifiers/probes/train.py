@@ -97,10 +97,21 @@ def _model(c: float, penalty: Penalty, max_iter: int, seed: int) -> LogisticRegr
 
 
 def fit_standardised(
-    X: Any, y: np.ndarray, c: float, penalty: Penalty = "l2", max_iter: int = 2000, seed: int = 0
+    X: Any, y: np.ndarray, c: float, penalty: Penalty = "l2", max_iter: int = 2000, seed: int = 0,
+    scale_floor_quantile: float | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Fit on standardised features and return (weights, bias) over *raw* features."""
+    """Fit on standardised features and return (weights, bias) over *raw* features.
+
+    ``scale_floor_quantile``: floor every feature's scale at this quantile of the non-zero
+    scales. Sparse features that are rare in training have tiny standard deviations, so
+    their raw weights (``w_std / scale``) explode and one unseen activation saturates the
+    score; the floor keeps rare features from being up-weighted beyond common ones.
+    """
     scaler = _scaler(X).fit(X)
+    if scale_floor_quantile is not None:
+        nonzero = scaler.scale_[scaler.scale_ > 0]
+        if nonzero.size:
+            scaler.scale_ = np.maximum(scaler.scale_, np.quantile(nonzero, scale_floor_quantile))
     model = _model(c, penalty, max_iter, seed).fit(scaler.transform(X), y)
     w_std = model.coef_.ravel().astype(np.float64)
     scale = np.asarray(scaler.scale_, dtype=np.float64)
@@ -131,6 +142,7 @@ def train_probe(
     penalty: Penalty = "l2",
     max_iter: int = 2000,
     seed: int = 0,
+    scale_floor_quantile: float | None = None,
 ) -> ProbeFit:
     """Choose C by grouped CV on (X, y, groups), refit on everything, fold the scaling in."""
     start = time.perf_counter()
@@ -139,11 +151,11 @@ def train_probe(
         X = sp.csr_matrix(X)
 
     def fit_and_score(x_tr: Any, y_tr: np.ndarray, x_te: Any, c: float) -> np.ndarray:
-        w, b = fit_standardised(x_tr, y_tr, c, penalty, max_iter, seed)
+        w, b = fit_standardised(x_tr, y_tr, c, penalty, max_iter, seed, scale_floor_quantile)
         return np.asarray(x_te @ w).ravel() + b
 
     cv: CvResult = select_c(fit_and_score, X, y_arr, groups_arr, cs, n_folds)
-    weights, bias = fit_standardised(X, y_arr, cv.best_c, penalty, max_iter, seed)
+    weights, bias = fit_standardised(X, y_arr, cv.best_c, penalty, max_iter, seed, scale_floor_quantile)
     fit = ProbeFit(
         weights=weights,
         bias=bias,
