@@ -52,8 +52,9 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
     for k, v in header.items():
         lines.append(f"- **{k}**: {v}")
     lines += ["", "## Where each concept stands (goal: held-out-source AUROC >= 0.85, TPR@1%FPR >= 0.5)", "",
-              "Shipped probe = SAE features, mean pooling (trained on the training splits of all the "
-              "concept's sources). *Held-out* = the same recipe trained WITHOUT that source (LOSO), "
+              "Shipped probe = SAE features at the pack's hook, logistic regression on per-token rows "
+              "(trained on the training splits of all the concept's sources); *pooled* = sigmoid of "
+              "its mean token logit. *Held-out* = the same recipe trained WITHOUT that source (LOSO), "
               "scored on all of it: the generalisation estimate. *run-time* = per-token scores pooled "
               "by the calibrated policy window, max over the response (what the guard does).", "",
               "| concept | source | in-source val (SAE pooled / run-time) | held-out SAE pooled | held-out SAE run-time | "
