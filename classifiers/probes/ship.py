@@ -97,3 +97,30 @@ def ranked_features(fit: ProbeFit, pooled_pos: np.ndarray, features: Mapping[str
             "top_contexts": list(info.get("top_contexts", []))[:3],
         })
     return top, evidence
+
+
+def refresh_evidence(probes_dir: Any, features: Mapping[str, Any]) -> int:
+    """Re-attach ``features.json`` evidence to every probe's ``top_feature_evidence``.
+
+    For probes trained before the pack's features.json existed; weights, thresholds and
+    rankings are untouched. Returns the number of features that got a label.
+    """
+    from classifiers.probes.io import ProbeRecord, load_probes, save_probes
+
+    ps = load_probes(probes_dir)
+    table = features.get("features", {}) if isinstance(features, Mapping) else {}
+    labelled = 0
+    records = []
+    for rec in ps.probes:
+        extra = dict(rec.extra)
+        evidence = []
+        for item in extra.get("top_feature_evidence", []):
+            info = table.get(str(item["id"]), {})
+            labelled += bool(info.get("label"))
+            evidence.append({**item, "label": info.get("label", ""), "density": info.get("density"),
+                             "top_contexts": list(info.get("top_contexts", []))[:3]})
+        extra["top_feature_evidence"] = evidence
+        records.append(ProbeRecord(rec.name, rec.concept, rec.pooling, rec.weights, rec.bias,
+                                   rec.thresholds, rec.top_features, rec.metrics, rec.training, extra))
+    save_probes(probes_dir, records, ps.hook_name, extra=dict(ps.extra))
+    return labelled

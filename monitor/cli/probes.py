@@ -86,7 +86,8 @@ def _store(args: argparse.Namespace, pack: Path, layers: list[int]) -> Path:
     sha = None
     manifest = pack / "manifest.json"
     if manifest.is_file():
-        sha = json.loads(manifest.read_text()).get("weights_sha256")
+        doc = json.loads(manifest.read_text())
+        sha = doc.get("weights_sha256") or (doc.get("model") or {}).get("weights_sha256")
     if not sha:
         from monitor.model import load_model
 
