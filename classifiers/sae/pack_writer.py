@@ -39,7 +39,8 @@ def write_pack(pack: Path, run_dir: Path, record: dict[str, Any], result: dict[s
             "explained_variance": "1 - sum||x - x_hat||^2 / sum||x - mean x||^2 over all held-out tokens (pooled)",
             "ce_loss_recovered": "(CE_zero_abl - CE_sae) / (CE_zero_abl - CE_clean), SAELens' definition; SAE "
                                  "reconstruction (error term dropped) or zeros at the hook on positions >= 1 "
-                                 "that are not special tokens; position 0 left intact in all runs",
+                                 "that are not special tokens nor sink-like (norm > 10x median); those and "
+                                 "position 0 are left intact in all runs",
             "l0": "mean active features per held-out token",
             "dead_fraction": "features with no activation on any held-out token",
         },
