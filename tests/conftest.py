@@ -11,6 +11,15 @@ try:
 except ImportError:  # tests/ is not a package in this checkout
     from redis_server import RedisServer, redis_available  # type: ignore[no-redef]
 
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """A test that runs the CLI configures structlog; later tests start from defaults."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
+
+
 NO_REDIS = "needs /usr/bin/redis-server (Debian package redis-server), which is not installed"
 
 

@@ -4,8 +4,9 @@ forward pass.
 
 Per new position (prefill: every prompt position; decode: one per step):
 
-1. skip position 0 (an attention sink with ~150x the residual norm) and special tokens
-   (``<|im_start|>``, ``<|im_end|>``, ...): never encoded, scored or changed;
+1. skip position 0 (an attention sink with ~150x the residual norm), special tokens
+   (``<|im_start|>``, ``<|im_end|>``, ...) and other sink-like rows (norm > 10x the
+   request's median): never encoded, scored or changed;
 2. ``z = sae.encode(x)``; ``scores = sigmoid(z @ W + b)`` for every probe at once;
 3. the request's :class:`~monitor.policy.engine.RequestMonitor` steps through the
    positions in order and returns alerts, active clamps/steers and stop;
@@ -37,6 +38,10 @@ from monitor.policy.compiled import CompiledPolicy
 from monitor.policy.engine import RequestContext, StepResult
 
 Scope = Literal["prompt", "response"]
+
+OUTLIER_NORM_FACTOR = 10.0
+"""Rows whose residual norm exceeds this multiple of the request's median are skipped
+(the same rule the SAE's training and evaluation used: classifiers.sae.cache.sink_like)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class GuardSession:
     clamped_positions: int = 0
     stopped: str | None = None
     _response_index: int = 0
+    _ref_norm: float | None = None
 
     @property
     def request_id(self) -> str:
@@ -132,6 +138,7 @@ class GuardSession:
         g = self.guard
         ids = call.token_ids[0].tolist()
         keep = [i for i, t in enumerate(ids) if call.start_pos + i != 0 and t not in g.special_ids]
+        keep = self._drop_sink_like(x[0], keep)
         if not keep:
             return None
         rows = x[0, keep]
@@ -166,6 +173,19 @@ class GuardSession:
             if self.keep_reports:
                 self.reports.append(PositionReport(pos, index, scope, token, score_map, res.fired, tuple(actions)))
         return out if changed else None
+
+    def _drop_sink_like(self, x: Tensor, keep: list[int]) -> list[int]:
+        """Drop sink-like rows: residual norm above ``OUTLIER_NORM_FACTOR`` x the request's
+        reference norm (the median over its first monitored rows). Besides position 0, some
+        positions (e.g. long runs of spaces) reach ~150x the usual norm; the SAE was trained
+        without them, so they are neither scored nor changed (as position 0)."""
+        if not keep:
+            return keep
+        norms = x[keep].float().norm(dim=-1)
+        if self._ref_norm is None:
+            self._ref_norm = float(norms.median())
+        limit = OUTLIER_NORM_FACTOR * self._ref_norm
+        return [i for i, n in zip(keep, norms.tolist(), strict=True) if n <= limit]
 
     def _apply_alerts(self, res: StepResult) -> list[str]:
         actions = []

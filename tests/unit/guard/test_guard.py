@@ -131,3 +131,18 @@ def test_guard_works_on_both_runners(fast):
     engine = Engine(toy_model(), ToyTokenizer(), fast=fast)
     gen, sess, alerts = run(toy_guard(), policy("      - alert: {severity: high}"), engine=engine)
     assert len(alerts) == 1
+
+
+def test_sink_like_rows_are_neither_scored_nor_changed():
+    from monitor.engine.tap import TapCall
+
+    guard = toy_guard()
+    pol = policy("      - clamp: {features: [3], value: 30.0, tokens: rest}")
+    sess = guard.session(pol, "req-s", lambda a: None, scope_by_prompt_length(0))
+    x = torch.randn(1, 6, 8)
+    x[0, 3] *= 500.0  # a sink-like row (like a long run of spaces)
+    call = TapCall(HOOK, "prefill", 0, torch.tensor([[5, 6, 7, 8, 9, 10]]), ("req-s",))
+    out = sess.callback(x, call)
+    assert [r.position for r in sess.reports] == [1, 2, 4, 5]  # position 0 and the sink skipped
+    assert out is not None and torch.equal(out[0, 3], x[0, 3]) and torch.equal(out[0, 0], x[0, 0])
+    assert not torch.equal(out[0, 1], x[0, 1])
