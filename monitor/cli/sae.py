@@ -171,7 +171,7 @@ def run_features_show(args: argparse.Namespace) -> int:
     from monitor.pack import PackError, load_pack
 
     try:
-        pack = load_pack(args.pack, with_sae=False)
+        pack = load_pack(args.pack, with_sae=False, check_probes=False)  # shows SAE evidence only
     except PackError as exc:
         raise CliError(str(exc)) from None
     d_sae = int(pack.manifest.get("sae", {}).get("d_sae", 0))

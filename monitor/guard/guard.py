@@ -80,9 +80,21 @@ class Guard:
 
     @classmethod
     def from_pack(cls, pack: Any, tokenizer: Any, model_spec: str = "") -> Guard:
-        """From a :class:`monitor.pack.GuardPack` (probes optional: then no probe scores)."""
+        """From a :class:`monitor.pack.GuardPack` (probes optional: then no probe scores).
+
+        Raises :class:`monitor.pack.PackError` when the probes were trained on another SAE
+        than the pack's (checked again here, not only in ``load_pack``: this is where
+        the probe weights start scoring, and a ``GuardPack`` can be built by hand).
+        """
+        import json
+
+        from monitor.pack import check_probes_sae
+
         probes_dir = pack.root / "probes"
         if (probes_dir / "probes.json").is_file():
+            doc = pack.probes if pack.probes is not None else json.loads(
+                (probes_dir / "probes.json").read_text(encoding="utf-8"))
+            check_probes_sae(pack.root, doc)
             bank = ProbeBank.from_dir(probes_dir, pack.features, device=pack.sae.W_dec.device)
         else:
             bank = ProbeBank.empty(int(pack.sae.cfg.d_sae), device=pack.sae.W_dec.device)

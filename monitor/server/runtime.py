@@ -132,9 +132,9 @@ class Runtime:
                 raise StartupError(str(exc)) from None
         try:
             pack = load_pack(settings.pack_dir, device=str(loaded_model.model.cfg.device))
+            guard = Guard.from_pack(pack, loaded_model.tokenizer, model_spec=loaded_model.spec)
         except PackError as exc:
             raise StartupError(f"guard pack: {exc}") from None
-        guard = Guard.from_pack(pack, loaded_model.tokenizer, model_spec=loaded_model.spec)
         engine = Engine.from_loaded(loaded_model)
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
         return cls(settings=settings, lm=loaded_model, backend=backend, store=store, sink=sink,

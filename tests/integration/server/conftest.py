@@ -53,7 +53,11 @@ def write_synthetic_pack(root: Path) -> Path:
             name=name, concept=name, pooling="max", weights=np.zeros(D_SAE, np.float32),
             bias=20.0 if name == "deception" else -20.0, thresholds={"0.01": 0.5, "0.05": 0.4},
             top_features=[(8 * i + j, 1.0 - j / 10) for j in range(8)]))
-    save_probes(root / "probes", records, HOOK)
+    from monitor.pack import file_sha256
+
+    # the daemon refuses probes whose recorded SAE hash differs from the pack's SAE
+    save_probes(root / "probes", records, HOOK,
+                extra={"sae_sha256": file_sha256(root / "sae" / "sae_weights.safetensors")})
     return root
 
 
