@@ -1,7 +1,10 @@
 """``saeguard policy``: check, test and export the schema of policy files.
 
 - ``policy check FILE... [--pack DIR]``: exit 0 when every file is valid, 1 otherwise;
-  each problem is printed as ``FILE:LINE: field.path: what was expected``.
+  each problem is printed as ``FILE:LINE: field.path: what was expected``. With ``--pack``,
+  valid but questionable uses of calibrated thresholds (another window than the probe was
+  calibrated with, prompt scope) are printed to stderr as
+  ``FILE:LINE: field.path: warning: ...`` and do not change the exit status.
 - ``policy test FILE --cases CASES.yaml [--pack DIR] [--format table|jsonl]``: run the
   policy over recorded per-token scores and print which rules fire, at which token.
 - ``policy schema [--out FILE] [--check]``: write (or verify) ``policies/schema.json``.
@@ -68,7 +71,12 @@ def _read(path: str) -> bytes:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from monitor.policy.loader import check_policy_text, load_policy_text, policy_version
+    from monitor.policy.loader import (
+        check_policy_text,
+        load_policy_text,
+        policy_version,
+        policy_warnings_text,
+    )
 
     pack = _pack(args.pack)
     if pack is None:
@@ -84,14 +92,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             failed = True
             for issue in issues:
                 print(issue)
-            continue
-        if pack is not None:
+        elif pack is not None:
             policy = load_policy_text(raw, pack, source=path)
             print(
                 f"{path}: ok (policy {policy.name}, {policy.mode}, {len(policy.rules)} enabled rules, version {policy.version[:12]})"
             )
         else:
             print(f"{path}: ok (version {policy_version(raw)[:12]})")
+        # warnings (stderr, exit status unchanged): calibrated thresholds read through
+        # another window than the one they were calibrated with, or on prompt tokens
+        sys.stdout.flush()
+        for warning in policy_warnings_text(raw, pack, source=path):
+            print(warning, file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -20,7 +20,7 @@ from monitor.policy.compiled import CompiledPolicy, compile_policy
 from monitor.policy.issues import Issue, Loc, PolicyError, PolicyIssue, SemanticError
 from monitor.policy.packinfo import PackInfo
 from monitor.policy.schema import CONDITION_TAGS, Policy
-from monitor.policy.validate import validate_policy
+from monitor.policy.validate import policy_warnings, validate_policy
 from monitor.policy.yamlmap import YamlDoc, YamlSyntaxError, duplicate_keys, line_of, parse_yaml
 
 
@@ -39,6 +39,19 @@ def check_policy_text(
     except PolicyError as exc:
         return list(exc.issues)
     return _located(doc, validate_policy(policy, pack), source)
+
+
+def policy_warnings_text(
+    text: str | bytes, pack: PackInfo | None, source: str = "<string>"
+) -> list[PolicyIssue]:
+    """Warnings for a policy text that parses (empty if it does not, or without a pack):
+    calibrated thresholds read through another window than the probe's calibrated one,
+    or on prompt tokens (:func:`monitor.policy.validate.policy_warnings`)."""
+    try:
+        doc, policy = _parse(text, source)
+    except PolicyError:
+        return []
+    return _located(doc, policy_warnings(policy, pack), source)
 
 
 def load_policy_text(

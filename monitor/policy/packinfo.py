@@ -31,6 +31,10 @@ class ProbeInfo:
     """Calibrated score threshold per target false-positive rate (``{0.01: 0.83}``)."""
     top_features: tuple[int, ...] = ()
     """SAE feature ids ranked by contribution to the probe, largest first."""
+    calibration_window: tuple[int, str] | None = None
+    """``(tokens, reduce)`` of the policy window the calibrated thresholds were measured
+    with (``probes.json`` -> ``runtime_window``); None when the pack does not say. A rule
+    that reads the probe through another window gets another false-positive rate."""
 
     def threshold_at(self, fpr: float) -> float | None:
         """The calibrated threshold for ``fpr`` (matched to 1e-9), or None."""
@@ -91,7 +95,18 @@ def _probe_from_json(name: str, raw: Mapping[str, Any]) -> ProbeInfo:
         concept=str(raw.get("concept") or name),
         thresholds=MappingProxyType(thresholds),
         top_features=tuple(tops),
+        calibration_window=_calibration_window(raw),
     )
+
+
+def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str] | None:
+    """``runtime_window`` (or ``metrics.calibration.window``) as ``(tokens, reduce)``."""
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), Mapping) else {}
+    calibration = metrics.get("calibration") if isinstance(metrics.get("calibration"), Mapping) else {}
+    window = raw.get("runtime_window") or calibration.get("window")
+    if not isinstance(window, Mapping) or "tokens" not in window:
+        return None
+    return int(window["tokens"]), str(window.get("reduce") or "mean")
 
 
 class PackInfoError(ValueError):

@@ -45,6 +45,57 @@ def validate_policy(policy: Policy, pack: PackInfo | None) -> list[Issue]:
     return issues
 
 
+def policy_warnings(policy: Policy, pack: PackInfo | None) -> list[Issue]:
+    """Valid rules whose calibrated threshold does not mean what ``fpr`` says.
+
+    A threshold calibrated at ``fpr`` was measured on the maximum over a *response* of the
+    probe's scores pooled with one window (``probes.json`` -> ``runtime_window``). Read
+    through another window, or on prompt tokens, the same number fires at an unmeasured
+    rate. These are warnings, not errors: a stricter or looser reading can be deliberate.
+    """
+    if pack is None:
+        return []
+    out: list[Issue] = []
+    for i, rule in enumerate(policy.rules):
+        for leaf, loc in _leaves_with_loc(rule.when, ("rules", i, "when")):
+            if leaf.threshold != "calibrated" or leaf.fpr is None:
+                continue
+            probe = pack.probes.get(leaf.probe)
+            if probe is None or probe.threshold_at(leaf.fpr) is None:
+                continue
+            rate = f"{leaf.fpr * 100:g}%"
+            used = (leaf.window.tokens, leaf.window.reduce)
+            calibrated = probe.calibration_window
+            if calibrated is not None and not _same_window(used, calibrated):
+                out.append(Issue(loc + ("window",), (
+                    f"warning: probe {leaf.probe!r} was calibrated with window {_fmt_window(calibrated)} "
+                    f"(probes.json runtime_window) but this rule uses {_fmt_window(used)}: its "
+                    f"false-positive rate is not the calibrated {rate}")))
+            if leaf.scope != "response":
+                out.append(Issue(loc + ("scope",), (
+                    f"warning: the calibrated thresholds of probe {leaf.probe!r} were measured on "
+                    f"responses; with scope: {leaf.scope} their false-positive rate on prompt "
+                    f"tokens is not known to be {rate}")))
+    return out
+
+
+def _same_window(a: tuple[int, str], b: tuple[int, str]) -> bool:
+    """A one-token window is the same reading whether it is pooled by mean or max."""
+    return a[0] == b[0] and (a[0] == 1 or a[1] == b[1])
+
+
+def _fmt_window(window: tuple[int, str]) -> str:
+    return f"{{tokens: {window[0]}, reduce: {window[1]}}}"
+
+
+def _leaves_with_loc(cond: Condition, loc: Loc) -> list[tuple[ProbeCondition, Loc]]:
+    if isinstance(cond, ProbeCondition):
+        return [(cond, loc)]
+    if isinstance(cond, AnyCondition):
+        return [x for j, c in enumerate(cond.any) for x in _leaves_with_loc(c, loc + ("any", j))]
+    return [x for j, c in enumerate(cond.all) for x in _leaves_with_loc(c, loc + ("all", j))]
+
+
 def condition_probes(cond: Condition) -> tuple[str, ...]:
     """Probe names used by a condition tree, in document order, without repeats."""
     out: dict[str, None] = {}
