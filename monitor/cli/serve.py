@@ -9,7 +9,8 @@ FLAG_FIELDS = {
     "host": "host", "port": "port", "model": "model", "model_id": "model_id", "device": "device",
     "threads": "threads", "pack": "pack_dir", "policy": "policy", "redis": "redis_url", "stream": "stream",
     "spool_dir": "spool_dir", "auth_token": "auth_token", "max_prompt_tokens": "max_prompt_tokens",
-    "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s",
+    "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s", "max_batch": "max_batch",
+    "max_queue": "max_queue",
 }
 
 
@@ -30,6 +31,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--auth-token", help="bearer token (prefer SAEGUARD_AUTH_TOKEN: flags show in ps)")
     p.add_argument("--max-prompt-tokens", type=int)
     p.add_argument("--max-tokens-cap", type=int)
+    p.add_argument("--max-batch", type=int, metavar="N",
+                   help="chat requests decoded together (continuous batching; default 8, 1: one at a time)")
+    p.add_argument("--max-queue", type=int, metavar="N", help="requests waiting for the model before 503 (default 64)")
     p.add_argument("--shutdown-timeout", type=float, metavar="S", help="SIGTERM drain timeout (default 30)")
     p.add_argument("--no-watch", action="store_true", help="do not reload the policy on file changes")
     p.add_argument("--log-format", choices=("console", "json"), default="json", help="default json")

@@ -59,8 +59,9 @@ class BatchRequest:
 class BatchDecoder:
     """Drives up to ``max_batch`` requests; call :meth:`add` and :meth:`step` from one thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), max_batch: int = 8):
-        self.ff = FastForward(model)
+    def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), max_batch: int = 8,
+                 ff: FastForward | None = None):
+        self.ff = ff if ff is not None else FastForward(model)
         self.model = model
         self.tokenizer = tokenizer
         self.stop_ids = frozenset(int(t) for t in stop_token_ids)
@@ -149,6 +150,11 @@ class BatchDecoder:
     def _final(r: BatchRequest, index: int, token_id: int, text: str) -> TokenEvent:
         return TokenEvent(index=index, token_id=token_id, text=text, finish_reason=r.finish_reason,
                           stop_message=r.stop_message, monitor_errors=tuple(str(e) for e in r.monitor_errors))
+
+    def remove(self, r: BatchRequest) -> None:
+        """Take ``r`` out of the batch now (its client went away); call between steps."""
+        if r in self.active:
+            self._remove(r)
 
     def _remove(self, r: BatchRequest) -> None:
         row = self.active.index(r)

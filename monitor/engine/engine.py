@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from monitor.engine.batch import BatchDecoder
 from monitor.engine.chat import render_chat
 from monitor.engine.decode import Generation
 from monitor.engine.fastpath import fast_path_supported
@@ -29,6 +30,17 @@ class Engine:
     @property
     def n_ctx(self) -> int:
         return int(self.model.cfg.n_ctx)
+
+    @property
+    def supports_batching(self) -> bool:
+        """Continuous batching needs the fast path (Llama-style models)."""
+        return self._fast is not None
+
+    def batch_decoder(self, max_batch: int) -> BatchDecoder:
+        """A :class:`BatchDecoder` sharing this engine's fast forward (no weight copies)."""
+        if self._fast is None:
+            raise RuntimeError("continuous batching needs the fast path (a Llama-style model)")
+        return BatchDecoder(self.model, self.tokenizer, self.stop_token_ids, max_batch=max_batch, ff=self._fast.ff)
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         return render_chat(self.tokenizer, messages)

@@ -22,6 +22,7 @@ import structlog
 from monitor.alerts.model import Alert
 from monitor.alerts.safelog import safe_log
 from monitor.engine import Engine, SamplingParams, Tap, TapCall
+from monitor.engine.batch import BatchRequest
 from monitor.engine.tap import TapError
 from monitor.guard.guard import Guard, GuardSession, PositionReport, Scope
 from monitor.policy.compiled import CompiledPolicy
@@ -119,6 +120,15 @@ class _AlertCursor:
 
 
 class ChatJob:
+    """A chat generation with the guard attached.
+
+    Two ways to run it, sharing one event handler (:meth:`_on_event`, :meth:`_complete`):
+    :meth:`run` drives a single :class:`~monitor.engine.decode.Generation` (the
+    one-at-a-time worker), and the batched scheduler calls :meth:`begin` (returns the
+    :class:`BatchRequest` to add to the batch), :meth:`on_events` after every step, and
+    :meth:`on_left_batch` once the request has left the batch.
+    """
+
     def __init__(self, backend: Backend, stream: EventStream, request_id: str, prompt_ids: Sequence[int],
                  params: SamplingParams, policy: CompiledPolicy, scope_of: Callable[[int], Scope]) -> None:
         self.backend = backend
@@ -130,66 +140,153 @@ class ChatJob:
         self.scope_of = scope_of
         self._held: list[PositionReport] = []
         self._held_alerts: list[Alert] = []
+        self._session: GuardSession | None = None
+        self._cursor: _AlertCursor | None = None
+        self._first = True
+        self._pending: Any = None
+        self._final: Any = None
+        self._reported_errors = 0
+        self._closed = False
+        self.request: BatchRequest | None = None
 
-    def fail(self, message: str) -> None:
-        self.stream.put(Failed(503, message))
-        self.stream.close()
+    @property
+    def fail_open(self) -> bool:
+        return self.policy.on_monitor_error == "fail_open"
 
+    def fail(self, message: str, status: int = 503) -> None:
+        if not self._closed:
+            self._closed = True
+            self.stream.put(Failed(status, message))
+            self.stream.close()
+
+    def _new_session(self, stop: Callable[[str], None]) -> GuardSession:
+        b = self.backend
+        self._session = b.guard.session(self.policy, self.request_id, publish=b.publish, scope_of=self.scope_of,
+                                        intervene=True, stop=stop)
+        self._cursor = _AlertCursor(self._session)
+        return self._session
+
+    # -- one at a time ---------------------------------------------------------------------
     def run(self) -> None:
         try:
             self._run()
         except TapError as exc:  # fail_closed: the monitor broke, the request ends with an error
-            b = self.backend
-            b.metrics.monitor_errors.labels(outcome="fail_closed").inc()
-            b.publish(monitor_error_alert(self.policy, self.request_id, b.guard.model_spec,
-                                          b.guard.hook_name, str(exc)))
-            self.stream.put(Failed(503, f"monitoring failed and the policy is fail_closed, so the response was ended: {exc}"))
+            self._fail_closed(exc)
         except Exception as exc:
             safe_log(log, "exception", "chat_job_failed", request_id=self.request_id, error=str(exc))
-            self.stream.put(Failed(500, "internal error while generating (logged on the server)"))
+            self.fail("internal error while generating (logged on the server)", 500)
         finally:
-            self.stream.close()
+            self._close()
 
     def _run(self) -> None:
         b = self.backend
         holder: dict[str, Any] = {}
-        session = b.guard.session(self.policy, self.request_id, publish=b.publish, scope_of=self.scope_of,
-                                  intervene=True, stop=lambda msg: holder["gen"].stop(msg))
-        cursor = _AlertCursor(session)
-        fail_open = self.policy.on_monitor_error == "fail_open"
+        session = self._new_session(stop=lambda msg: holder["gen"].stop(msg))
         with Tap(b.engine.model, b.guard.hook_name, timed(session.callback, b.metrics)) as tap:
             gen = b.engine.generation(self.prompt_ids, self.params, taps=[tap], request_id=self.request_id,
-                                      on_tap_error="continue" if fail_open else "raise")
+                                      on_tap_error="continue" if self.fail_open else "raise")
             holder["gen"] = gen
-            pending = None
-            first = True
-            reported_errors = 0
             for event in gen:
-                if first:
-                    self.stream.put(PromptScored(session.take_reports(), cursor.take()))
-                    b.metrics.tokens.labels(kind="prompt").inc(len(self.prompt_ids))
-                    first = False
-                reported_errors = self._report_monitor_errors(gen, reported_errors)
-                if pending is not None:
-                    self._emit_token(pending, session, cursor)
-                if self.stream.cancelled.is_set():
+                if not self._on_event(event, gen.monitor_errors):
                     log.info("request_cancelled", request_id=self.request_id)
                     return
-                if event.finish_reason is None:
-                    pending = event
-                    continue
-                if event.index >= 0:
-                    self._emit_token(event, session, cursor)
-                self._finish(gen, event, session, cursor)
+            self._complete(len(gen.prompt_ids), len(gen.completion_ids), gen.monitor_errors)
 
-    def _report_monitor_errors(self, gen: Any, already: int) -> int:
-        errors = gen.monitor_errors
+    # -- batched ---------------------------------------------------------------------------
+    def begin(self) -> BatchRequest:
+        """The request to add to the batch (its guard session is created here)."""
+        req = BatchRequest(self.request_id, self.prompt_ids, self.params,
+                           on_tap_error="continue" if self.fail_open else "raise")
+        session = self._new_session(stop=req.stop)
+        req.callbacks = ((self.backend.guard.hook_name, timed(session.callback, self.backend.metrics)),)
+        self.request = req
+        return req
+
+    def on_events(self, events: Sequence[Any]) -> bool:
+        """Handle the events of one step; False when the client has gone (cancel it)."""
+        assert self.request is not None
+        for event in events:
+            if not self._on_event(event, self.request.monitor_errors):
+                return False
+        return True
+
+    def on_left_batch(self) -> None:
+        """The request has left the batch (finished and scored, or cancelled)."""
+        req = self.request
+        assert req is not None
+        try:
+            if self.stream.cancelled.is_set() or self._closed:
+                return
+            if req.error is not None:
+                self._fail_closed(req.error)
+                return
+            self._complete(len(req.prompt_ids), len(req.completion_ids), req.monitor_errors)
+        except Exception as exc:
+            safe_log(log, "exception", "chat_job_failed", request_id=self.request_id, error=str(exc))
+            self.fail("internal error while generating (logged on the server)", 500)
+        finally:
+            self._close()
+
+    # -- shared event handling -------------------------------------------------------------
+    def _on_event(self, event: Any, monitor_errors: Sequence[TapError]) -> bool:
+        """One token event. Each token is emitted once the next event shows its forward pass
+        (and so its scores) is done; the final event waits for :meth:`_complete`."""
+        session, cursor = self._session, self._cursor
+        assert session is not None and cursor is not None
+        if event.finish_reason == "monitor_error":  # fail_closed: what was not monitored is not sent
+            self._pending, self._final = None, event
+            return True
+        if self._first:
+            self.stream.put(PromptScored(session.take_reports(), cursor.take()))
+            self.backend.metrics.tokens.labels(kind="prompt").inc(len(self.prompt_ids))
+            self._first = False
+        self._report_monitor_errors(monitor_errors)
+        if self._pending is not None:
+            self._emit_token(self._pending, session, cursor)
+            self._pending = None
+        if self.stream.cancelled.is_set():
+            return False
+        if event.finish_reason is None:
+            self._pending = event
+        else:
+            self._final = event
+        return True
+
+    def _complete(self, prompt_tokens: int, completion_tokens: int, monitor_errors: Sequence[TapError]) -> None:
+        session, cursor, event = self._session, self._cursor, self._final
+        assert session is not None and cursor is not None and event is not None
+        self._report_monitor_errors(monitor_errors)
+        if event.index >= 0:
+            self._emit_token(event, session, cursor)
+        m = self.backend.metrics
+        reason = {"policy_stop": "content_filter"}.get(event.finish_reason, event.finish_reason)
+        if reason == "content_filter":
+            m.stops.inc()
+        if session.clamped_positions:
+            m.clamps.inc(session.clamped_positions)
+        self.stream.put(Finished(reason, event.stop_message, prompt_tokens, completion_tokens,
+                                 tuple(str(e) for e in monitor_errors),
+                                 self._held + session.take_reports(), self._held_alerts + cursor.take()))
+
+    def _fail_closed(self, exc: BaseException) -> None:
         b = self.backend
-        for err in errors[already:]:
+        b.metrics.monitor_errors.labels(outcome="fail_closed").inc()
+        b.publish(monitor_error_alert(self.policy, self.request_id, b.guard.model_spec,
+                                      b.guard.hook_name, str(exc)))
+        self.fail(f"monitoring failed and the policy is fail_closed, so the response was ended: {exc}")
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.stream.close()
+
+    def _report_monitor_errors(self, errors: Sequence[TapError]) -> None:
+        b = self.backend
+        for err in errors[self._reported_errors:]:
             b.metrics.monitor_errors.labels(outcome="fail_open").inc()
             b.publish(monitor_error_alert(self.policy, self.request_id, b.guard.model_spec,
                                           b.guard.hook_name, str(err)))
-        return len(errors)
+        self._reported_errors = len(errors)
 
     def _emit_token(self, event: Any, session: GuardSession, cursor: _AlertCursor) -> None:
         """Emit ``event`` with the reports of positions up to its own (later ones are held:
@@ -204,17 +301,6 @@ class ChatJob:
         alerts = [a for a in self._held_alerts if (a.token_index or 0) <= event.index]
         self._held_alerts = [a for a in self._held_alerts if (a.token_index or 0) > event.index]
         self.stream.put(TokenOut(event.index, event.token_id, event.text, mine, alerts))
-
-    def _finish(self, gen: Any, event: Any, session: GuardSession, cursor: _AlertCursor) -> None:
-        m = self.backend.metrics
-        reason = {"policy_stop": "content_filter"}.get(event.finish_reason, event.finish_reason)
-        if reason == "content_filter":
-            m.stops.inc()
-        if session.clamped_positions:
-            m.clamps.inc(session.clamped_positions)
-        self.stream.put(Finished(reason, event.stop_message, len(gen.prompt_ids), len(gen.completion_ids),
-                                 tuple(str(e) for e in gen.monitor_errors),
-                                 self._held + session.take_reports(), self._held_alerts + cursor.take()))
 
 
 class ScoreJob:

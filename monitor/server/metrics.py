@@ -38,19 +38,21 @@ class Metrics:
         self.redis_connected = Gauge("saeguard_redis_connected", "1 if the last Redis write succeeded",
                                      registry=r)
         self.in_flight = Gauge("saeguard_in_flight_requests", "Requests being served", registry=r)
+        self.batch_active = Gauge("saeguard_batch_active", "Chat requests in the decoding batch", registry=r)
         self.worker_queue = Gauge("saeguard_worker_queue_depth", "Requests waiting for the generation worker",
                                   registry=r)
 
     def count_alert(self, alert: Alert) -> None:
         self.alerts.labels(rule=alert.rule_id or alert.kind, action=alert.action).inc()
 
-    def render(self, sink_state: SinkState | None, in_flight: int, worker_queue: int) -> bytes:
+    def render(self, sink_state: SinkState | None, in_flight: int, worker_queue: int, batch_active: int = 0) -> bytes:
         if sink_state is not None:
             self.alert_queue.set(sink_state.queue_depth)
             self.alert_spooled.set(sink_state.spooled)
             self.redis_connected.set(1 if sink_state.connected else 0)
         self.in_flight.set(in_flight)
         self.worker_queue.set(worker_queue)
+        self.batch_active.set(batch_active)
         return generate_latest(self.registry)
 
 

@@ -38,7 +38,8 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", dependencies=[Depends(require_auth)])
 async def metrics(request: Request) -> Response:
     rt = _rt(request)
-    body = rt.metrics.render(rt.sink.state(), rt.gate.in_flight, rt.scheduler.depth)
+    body = rt.metrics.render(rt.sink.state(), rt.gate.in_flight, rt.scheduler.depth,
+                             getattr(rt.scheduler, "active", 0))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

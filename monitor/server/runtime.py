@@ -20,7 +20,7 @@ from monitor.policy import PolicyStore, PolicyWatcher, ReloadResult, load_pack_i
 from monitor.server.jobs import Backend
 from monitor.server.metrics import Metrics, counting_publisher
 from monitor.server.settings import ServerSettings
-from monitor.server.worker import Scheduler, SingleWorker
+from monitor.server.worker import BatchWorker, Scheduler, SingleWorker
 
 log = structlog.get_logger(__name__)
 
@@ -137,8 +137,14 @@ class Runtime:
             raise StartupError(f"guard pack: {exc}") from None
         engine = Engine.from_loaded(loaded_model)
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
+        scheduler: Scheduler
+        if settings.max_batch > 1 and engine.supports_batching:
+            scheduler = BatchWorker(lambda: engine.batch_decoder(settings.max_batch), settings.max_queue)
+        else:
+            scheduler = SingleWorker(settings.max_queue)
+        log.info("scheduler", kind=type(scheduler).__name__, max_batch=settings.max_batch)
         return cls(settings=settings, lm=loaded_model, backend=backend, store=store, sink=sink,
-                   scheduler=SingleWorker(settings.max_queue), metrics=metrics, gate=Gate())
+                   scheduler=scheduler, metrics=metrics, gate=Gate())
 
     def start(self) -> None:
         self.sink.start()
@@ -194,7 +200,8 @@ class Runtime:
                        "redis_connected": state.connected, "spooling": state.spooling,
                        "queue_depth": state.queue_depth, "spooled": state.spooled, "sent": state.sent,
                        "last_error": state.last_error, "stream": self.settings.stream},
-            "worker": {"ok": self.started, "queue_depth": self.scheduler.depth,
+            "worker": {"ok": self.started, "scheduler": type(self.scheduler).__name__,
+                       "batch_active": getattr(self.scheduler, "active", 0), "queue_depth": self.scheduler.depth,
                        "in_flight": self.gate.in_flight, "draining": self.gate.draining},
         }
         reason = self.refuse_reason()

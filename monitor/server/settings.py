@@ -50,6 +50,7 @@ class ServerSettings(BaseSettings):
     shutdown_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight streams.")
     alert_flush_timeout_s: float = Field(5.0, ge=0, description="How long shutdown waits for alerts to reach Redis.")
     max_queue: int = Field(64, ge=1, description="Requests waiting for the generation worker before 503.")
+    max_batch: int = Field(8, ge=1, le=256, description="Chat requests decoded together (continuous batching); 1: one at a time.")
 
     @classmethod
     def settings_customise_sources(

@@ -1,11 +1,17 @@
 """Who runs forward passes: a :class:`Scheduler` takes jobs and runs them on the model.
 
-The model is not thread-safe, so today one thread (:class:`SingleWorker`) owns it and
-runs one job at a time, in arrival order. A job produces items (tokens with their
-scores, a final item) into an :class:`EventStream`, which hands them to the asyncio
-side. A batched scheduler (continuous batching, issue 8) implements the same
-``Scheduler`` protocol: it reads the job's prompt, sampling parameters and guard
-session and interleaves several jobs per step, emitting into the same streams.
+The model is not thread-safe, so one thread owns it. A job produces items (tokens with
+their scores, a final item) into an :class:`EventStream`, which hands them to the
+asyncio side. Two schedulers implement the same protocol:
+
+- :class:`BatchWorker` (the daemon's default): continuous batching. Chat requests join
+  the running batch between decode steps (their prompt is prefilled into a free row) and
+  leave it when they finish or their client goes away; every step is one forward pass
+  for all of them. Each request keeps its own guard session (policy snapshot, windows,
+  clamps, stop), sampling parameters and seed; greedy tokens are the same as alone.
+  Jobs that cannot join a batch (``/v1/score``) run between steps.
+- :class:`SingleWorker`: one job at a time, FIFO (models without the fast path, or
+  ``max_batch: 1``).
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from monitor.alerts.safelog import safe_log
+
+if TYPE_CHECKING:
+    from monitor.engine.batch import BatchDecoder, BatchRequest
 
 log = structlog.get_logger(__name__)
 
@@ -142,3 +151,186 @@ class SingleWorker:
             except Exception as exc:  # a bug in one job must not kill the worker
                 safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
                 job.fail("internal error while generating (logged on the server)")
+
+
+class BatchableJob(Job, Protocol):
+    """A job that can share decode steps with others (see :class:`BatchWorker`)."""
+
+    def begin(self) -> BatchRequest:
+        """Called in the worker thread: the request to add to the batch."""
+        ...
+
+    def on_events(self, events: list[Any]) -> bool:
+        """The request's new token events after a step; False to cancel it."""
+        ...
+
+    def on_left_batch(self) -> None:
+        """The request has left the batch: emit the final item and close the stream."""
+        ...
+
+    def fail(self, message: str, status: int = 503) -> None: ...
+
+
+class BatchWorker:
+    """Continuous batching on one thread: up to ``max_batch`` chat requests per forward.
+
+    The loop: admit waiting jobs while the batch has room (each admission prefills one
+    prompt; a job without ``begin`` runs to completion right there), then one decode step
+    for every active request, then route each request's events to its job. A request
+    whose client went away is dropped from the batch before the next step. An error in
+    one request's guard is that request's alone (the decoder isolates tap errors); an
+    error in the step itself fails the requests in the batch (500) and starts a fresh
+    batch, and the worker goes on.
+    """
+
+    def __init__(self, decoder_factory: Any, max_queue: int = 64) -> None:
+        self._factory = decoder_factory
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._stop = False
+        self._decoder: BatchDecoder | None = None
+        self._jobs: dict[int, BatchableJob] = {}
+        """Active jobs by ``id(request)``."""
+        self.active = 0
+        """Requests in the batch right now (read by metrics)."""
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="generation-worker", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        if self._closing:
+            raise QueueFullError("the server is shutting down")
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(f"{self._queue.maxsize} requests already waiting for the model") from None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float) -> None:
+        """Fail what never started; the requests in the batch run to their end (within
+        ``timeout``), then the thread stops."""
+        self._closing = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.fail("the server is shutting down")
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- the loop --------------------------------------------------------------------------
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while not (self._stop and not self._jobs):
+                self._admit()
+                if self._jobs:
+                    self._step()
+                self.active = len(self._jobs)
+
+    def _admit(self) -> None:
+        while not self._stop:
+            decoder = self._get_decoder()
+            if decoder.full:
+                return
+            try:  # block only when there is nothing to decode
+                job = self._queue.get(block=not self._jobs)
+            except queue.Empty:
+                return
+            if job is None:
+                self._stop = True
+                return
+            if job.stream.cancelled.is_set():
+                job.stream.close()
+                continue
+            if not hasattr(job, "begin"):
+                self._run_alone(job)
+                continue
+            self._join(decoder, job)  # type: ignore[arg-type]
+
+    def _join(self, decoder: BatchDecoder, job: BatchableJob) -> None:
+        try:
+            req = job.begin()
+            events = decoder.add(req)
+        except Exception as exc:
+            safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
+            job.fail("internal error while generating (logged on the server)", 500)
+            self._reset_if_broken(decoder)
+            return
+        self._jobs[id(req)] = job
+        self._dispatch({req.request_id: events}, [req])
+
+    def _step(self) -> None:
+        decoder = self._get_decoder()
+        for req in [r for r in decoder.active if self._jobs[id(r)].stream.cancelled.is_set()]:
+            decoder.remove(req)
+            log.info("request_cancelled", request_id=req.request_id)
+            self._leave(req)
+        if not decoder.active:
+            return
+        before = list(decoder.active)
+        try:
+            events = decoder.step()
+        except Exception as exc:
+            safe_log(log, "exception", "batch_step_failed", requests=[r.request_id for r in before],
+                     error=str(exc))
+            for req in before:
+                job = self._jobs.pop(id(req))
+                job.fail("internal error while generating (logged on the server)", 500)
+            self._decoder = None
+            return
+        self._dispatch(events, before)
+
+    def _dispatch(self, events: dict[str, list[Any]], involved: list[BatchRequest]) -> None:
+        decoder = self._get_decoder()
+        for req in involved:
+            job = self._jobs.get(id(req))
+            if job is None:
+                continue
+            evs = events.get(req.request_id, [])
+            keep = True
+            if evs:
+                try:
+                    keep = job.on_events(evs)
+                except Exception as exc:
+                    safe_log(log, "exception", "job_crashed", request_id=req.request_id, error=str(exc))
+                    job.fail("internal error while generating (logged on the server)", 500)
+                    keep = False
+            if not keep and req in decoder.active:
+                decoder.remove(req)
+            if req not in decoder.active:
+                self._leave(req)
+
+    def _leave(self, req: BatchRequest) -> None:
+        job = self._jobs.pop(id(req), None)
+        if job is not None:
+            job.on_left_batch()
+
+    def _run_alone(self, job: Job) -> None:
+        try:
+            job.run()
+        except Exception as exc:  # a bug in one job must not kill the worker
+            safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
+            job.fail("internal error while generating (logged on the server)")
+
+    def _get_decoder(self) -> BatchDecoder:
+        if self._decoder is None:
+            self._decoder = self._factory()
+        return self._decoder
+
+    def _reset_if_broken(self, decoder: BatchDecoder) -> None:
+        """A failed prefill may leave the decoder holding a half-added request: drop it."""
+        for req in list(decoder.active):
+            if id(req) not in self._jobs:
+                decoder.remove(req)
