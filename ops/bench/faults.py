@@ -218,12 +218,14 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
 
     reloader = _Reloader(target, mode, reload_every) if reload_every > 0 else None
     local = threading.local()
+    clients: list[httpx.Client] = []
 
     def one(i: int) -> harness.StreamResult:
         nonlocal done
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(event_hooks={"request": [_with_token(target.token)]})
+            clients.append(client)
         messages = [{"role": "user", "content": f"Give me one short fact about the number {i}."}]
         res = harness.stream_chat(client, target.base, messages, max_tokens=max_tokens)
         with done_cond:
@@ -244,6 +246,8 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
             if n % 10 == 0 or n == requests:
                 harness.progress("requests_done", done=n, of=requests, elapsed_s=round(time.perf_counter() - t0, 1))
     all_done.set()
+    for client in clients:
+        client.close()
     with done_cond:
         done_cond.notify_all()
     run_s = time.perf_counter() - t0
@@ -258,7 +262,7 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
 
     # -- what the clients saw ----------------------------------------------------------------
     expected: list[str] = []
-    failed, refused, refused_unclear, mismatches, tokens = 0, 0, 0, 0, 0
+    failed, refused, refused_unclear, refused_before_kill, mismatches, tokens = 0, 0, 0, 0, 0, 0
     errors: collections.Counter[str] = collections.Counter()
     per_request: collections.Counter[int] = collections.Counter()
     versions: set[str] = set()
@@ -267,6 +271,8 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
         tokens += res.tokens
         if res.status == 503:  # refused at admission (fail_closed while Redis is away)
             refused += 1
+            if outage.killed_at is None or res.t_start < outage.killed_at:
+                refused_before_kill += 1
             if not all(w in (res.error or "") for w in REFUSAL_WORDS):
                 refused_unclear += 1
                 errors[f"503: {res.error}"[:200]] += 1
@@ -286,12 +292,17 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
     counts = collections.Counter(stream_ids)
     expected_set = set(expected)
     received = sum(1 for a in expected_set if a in counts)
+    # the daemon serves again once Redis is back (one more request, not counted above)
+    with httpx.Client(event_hooks={"request": [_with_token(target.token)]}) as client:
+        after = harness.stream_chat(client, target.base, [{"role": "user", "content": "Say hi."}],
+                                    max_tokens=max_tokens)
     result: dict[str, Any] = {
         "requests": requests,
         "mode": mode,
         "failed": failed,
         "refused": refused,
         "refused_unclear": refused_unclear,
+        "refused_before_kill": refused_before_kill,
         "alerts_expected": len(expected_set),
         "alerts_received": received,
         "alerts_duplicated": sum(n - 1 for n in counts.values() if n > 1),
@@ -306,6 +317,7 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
         "redis_down_s": round((outage.restarted_at or 0) - (outage.killed_at or 0), 2),
         "spooled_peak": outage.spooled_peak,
         "drained": drained,
+        "recovered": after.ok,
         "drain_s": round(drain_s, 2),
         "run_s": round(run_s, 2),
         "tokens": tokens,
