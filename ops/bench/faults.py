@@ -205,7 +205,11 @@ def run(target: Target, requests: int = 100, concurrency: int = 8, mode: str = "
         outage.killed_at = time.perf_counter()
         harness.progress("redis_killed", after_requests=done)
         while True:
-            spooled = int((_readyz(target).get("alerts") or {}).get("spooled") or 0)
+            alerts = _readyz(target).get("alerts") or {}
+            spooled = int(alerts.get("spooled") or 0)
+            if spooled > outage.spooled_peak:
+                harness.progress("alerts_spooled", spooled=spooled, queue_depth=alerts.get("queue_depth"),
+                                 requests_done=done, down_s=round(time.perf_counter() - outage.killed_at, 2))
             outage.spooled_peak = max(outage.spooled_peak, spooled)
             down = time.perf_counter() - outage.killed_at
             if down >= min_down_s and (done >= restart_after or all_done.is_set()):
