@@ -9,6 +9,7 @@ rejected with 422 rather than silently ignored.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,6 +37,8 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     include_usage: bool = Field(False, description="Send a final chunk with token usage.")
 
+
+_PRINTABLE_ID = re.compile(r"^[!-~](?:[ -~]*[!-~])?$")
 
 _UNSUPPORTED_TRUTHY = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
                        "stop", "logit_bias", "audio", "modalities", "prediction")
@@ -104,5 +107,15 @@ class ScoreRequest(BaseModel):
 
     model: str | None = Field(None, description="Optional; must name the served model if given.")
     messages: list[Message] = Field(min_length=1, description="The full conversation, assistant turns included.")
-    request_id: str | None = Field(None, max_length=200, description="Id copied onto alerts (default: generated).")
+    request_id: str | None = Field(None, max_length=200, description="Id copied onto alerts and echoed in the "
+                                   "x-request-id header (printable ASCII; default: generated).")
     include_prompt: bool = Field(True, description="Also return per-token scores of non-assistant positions.")
+
+    @field_validator("request_id")
+    @classmethod
+    def _rid(cls, v: str | None) -> str | None:
+        # it goes back in a response header: anything but printable ASCII (no control
+        # characters, nothing outside latin-1) would fail there after the forward pass
+        if v and not _PRINTABLE_ID.match(v):
+            raise ValueError("expected at most 200 printable ASCII characters (letters, digits, punctuation, inner spaces)")
+        return v
