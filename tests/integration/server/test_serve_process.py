@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,3 +100,54 @@ def _eventually(pred, timeout: float = 10.0) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+def test_sigterm_with_three_streams_in_flight_completes_all_and_exits_0(guard_pack, redis_server, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text("first", ALERT_RULE))
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAEGUARD_SHUTDOWN_TIMEOUT_S": "120"}
+    cmd = [sys.executable, "-m", "monitor", "serve", "--port", str(port), "--pack", str(guard_pack),
+           "--policy", str(policy), "--redis", redis_server.url, "--stream", "sigterm:alerts",
+           "--spool-dir", str(tmp_path / "spool"), "--threads", "1", "--no-watch"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _eventually(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 120), \
+            "daemon did not become ready"
+        started = threading.Barrier(4)
+        results: list[dict] = [{} for _ in range(3)]
+
+        def client(i: int) -> None:
+            body = {"model": "default", "messages": [{"role": "user", "content": f"Count from {i} to {i + 30}."}],
+                    "max_tokens": 24, "temperature": 0, "stream": True}
+            lines: list[str] = []
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=180) as r:
+                results[i]["status"] = r.status_code
+                for line in r.iter_lines():
+                    if not line:
+                        continue
+                    lines.append(line)
+                    if len(lines) == 2:  # the first token is out
+                        started.wait(60)
+            results[i]["lines"] = lines
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        started.wait(120)  # all three streams have produced a token
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(180)
+        assert proc.wait(120) == 0
+        for r in results:
+            assert r["status"] == 200
+            assert r["lines"][-1] == "data: [DONE]"
+            final = json.loads(r["lines"][-2][6:])
+            assert final["choices"][0]["finish_reason"] in ("length", "stop")
+            tokens = [json.loads(x[6:]) for x in r["lines"][1:-1]]
+            assert len(tokens) >= 3  # the streams went on after SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
