@@ -22,6 +22,12 @@ log = structlog.get_logger(__name__)
 
 FEATURES_SCHEMA_VERSION = 1
 
+AUTO_LABEL_SOURCE = "auto:top_tokens"
+"""``label_source`` of a label made by :func:`auto_label` (any other label is a person's
+and is never overwritten)."""
+AUTO_LABEL_TOKENS = 3
+"""Distinct tokens in an automatic label."""
+
 
 @dataclass(frozen=True)
 class FeatureStats:
@@ -90,12 +96,61 @@ def build_features_json(
             text, token = context_text(tokenizer, corpus, int(index["doc"][row]), int(index["pos"][row]), chars)
             contexts.append({"activation": round(v, 3), "token": token, "text": text})
         feats[str(f)] = {"density": count / stats.n_tokens, "label": "", "top_contexts": contexts}
-    return {"schema_version": FEATURES_SCHEMA_VERSION, "hook_name": hook_name, "n_tokens": stats.n_tokens,
+    data = {"schema_version": FEATURES_SCHEMA_VERSION, "hook_name": hook_name, "n_tokens": stats.n_tokens,
             "source": source_note, "features": feats}
+    label_features(data)
+    return data
+
+
+def _show_token(token: str) -> str:
+    """A token as a label word: stripped; whitespace-only tokens spelled out (``\\n``, ``␣``)."""
+    word = token.strip()
+    if word:
+        return word[:20]
+    return token.replace(" ", "␣").replace("\n", "\\n").replace("\t", "\\t") or "∅"
+
+
+def auto_label(entry: dict[str, Any], n_tokens: int = AUTO_LABEL_TOKENS) -> str:
+    """A short label from a feature's top-activating tokens (no model run): ``tokens: a | b``.
+
+    The ``n_tokens`` most frequent distinct tokens among ``top_contexts`` (ties: the
+    higher activation first, as the contexts are stored). Deterministic; empty when the
+    feature has no contexts. It says *what the feature fires on*, not what it means:
+    a person's label should replace it when someone has looked.
+    """
+    counts: dict[str, int] = {}
+    for ctx in entry.get("top_contexts") or []:
+        word = _show_token(str(ctx.get("token", "")))
+        counts[word] = counts.get(word, 0) + 1
+    if not counts:
+        return ""
+    order = sorted(counts, key=lambda w: -counts[w])  # stable: first (highest) seen wins ties
+    return "tokens: " + " | ".join(order[:n_tokens])
+
+
+def label_features(data: dict[str, Any]) -> tuple[int, int]:
+    """Fill ``label`` of every feature that has none (or an automatic one) with
+    :func:`auto_label`, in place. Returns (automatic labels written, person labels kept)."""
+    written = kept = 0
+    for entry in (data.get("features") or {}).values():
+        if entry.get("label") and entry.get("label_source") != AUTO_LABEL_SOURCE:
+            kept += 1
+            continue
+        label = auto_label(entry)
+        entry["label"] = label
+        if label:
+            entry["label_source"] = AUTO_LABEL_SOURCE
+            written += 1
+        else:
+            entry.pop("label_source", None)
+    return written, kept
 
 
 def write_features_json(data: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    """Write atomically (a temporary name renamed into place: the daemon may be reading it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    tmp.replace(path)
 
 
 def format_feature(fid: int, entry: dict[str, Any] | None, n_tokens: int | None = None) -> Sequence[str]:

@@ -1,4 +1,4 @@
-"""SAE commands: ``train-sae``, ``sae-eval`` and ``features show``.
+"""SAE commands: ``train-sae``, ``sae-eval``, ``features show`` and ``features label``.
 
 Long jobs: run ``train-sae`` under nohup with ``OMP_NUM_THREADS=1`` and a log file; it
 prints structlog progress lines, checkpoints, and resumes from the last checkpoint when
@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("id", type=int, help="feature id")
     s.add_argument("--pack", default=DEFAULT_PACK, help=f"guard pack directory (default {DEFAULT_PACK})")
     s.set_defaults(func=run_features_show)
+    lab = fsub.add_parser("label", help="fill empty feature labels from their top-activating tokens (no model run)")
+    lab.add_argument("--pack", default=DEFAULT_PACK, help=f"guard pack directory (default {DEFAULT_PACK})")
+    lab.set_defaults(func=run_features_label)
 
 
 def _command_line() -> str:
@@ -181,4 +184,41 @@ def run_features_show(args: argparse.Namespace) -> int:
         raise CliError(f"{args.pack} has no features.json (run sae-eval --pack {args.pack})")
     for line in format_feature(args.id, pack.feature(args.id), pack.features.get("n_tokens")):
         print(line)
+    return 0
+
+
+LABEL_COMMAND = "saeguard features label --pack {pack}"
+
+
+def run_features_label(args: argparse.Namespace) -> int:
+    """Label every unlabelled feature of ``features.json`` from its stored top contexts, copy
+    the labels into the probes' evidence, and record the command in the manifest."""
+    import json
+
+    from classifiers.sae.features import label_features, write_features_json
+    from monitor.cli import CliError
+
+    pack = Path(args.pack)
+    path = pack / "features.json"
+    if not path.is_file():
+        raise CliError(f"{pack} has no features.json (run sae-eval --pack {pack})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    written, kept = label_features(data)
+    write_features_json(data, path)
+    refreshed = 0
+    if (pack / "probes" / "probes.json").is_file():
+        from classifiers.probes.ship import refresh_evidence
+
+        refreshed = refresh_evidence(pack / "probes", data)
+    manifest_path = pack / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        command = LABEL_COMMAND.format(pack=args.pack)
+        if command not in manifest.setdefault("commands", []):
+            manifest["commands"].append(command)
+            from classifiers.sae.workspace import write_json
+
+            write_json(manifest_path, manifest)
+    print(f"{path}: {written} automatic labels, {kept} person labels kept; "
+          f"{refreshed} labelled features in the probes' evidence")
     return 0
