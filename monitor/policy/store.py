@@ -113,6 +113,12 @@ class PolicyStore:
                 new = load_policy_text(raw, self.pack, str(self.path), version)
             except PolicyError as exc:
                 return self._reject(old, version, exc.issues)
+            except Exception as exc:  # a validator bug must not take the serving policy down
+                safe_log(log, "exception", "policy_validation_crashed", path=str(self.path))
+                issue = PolicyIssue(
+                    str(self.path), 1, "(file)", f"could not be validated: {type(exc).__name__}: {exc}"
+                )
+                return self._reject(old, version, (issue,))
             self._policy = new
             self._last_error = None
         log.info(

@@ -45,18 +45,78 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str) -> YamlDoc:
-    """Parse one YAML document (safe loader) keeping its node tree."""
-    loader = _Loader(text)
+    """Parse one YAML document (safe loader) keeping its node tree.
+
+    Whatever the text, the only exception is :class:`YamlSyntaxError` with a line:
+    PyYAML's own errors, a character YAML does not allow (checked when the loader is
+    created), nesting too deep for the recursive parser, and a scalar whose value
+    cannot be built (an integer of more than 4300 digits raises ``ValueError``).
+    """
+    loader: _Loader | None = None
+    root: yaml.Node | None = None
     try:
+        loader = _Loader(text)
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         raise YamlSyntaxError(_syntax_issue(exc, source)) from exc
+    except yaml.reader.ReaderError as exc:
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(text, str) else 1
+        message = f"invalid YAML: {exc.reason} (character {char!r})"
+        raise YamlSyntaxError(PolicyIssue(source, line, "(yaml)", message)) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(PolicyIssue(source, 1, "(yaml)", f"invalid YAML: {exc}")) from exc
+    except RecursionError as exc:
+        raise YamlSyntaxError(PolicyIssue(source, _deepest_line(text), "(yaml)",
+                                          "invalid YAML: nested too deeply")) from exc
+    except (ValueError, OverflowError) as exc:
+        line = _bad_scalar_line(loader, root) if loader is not None and root is not None else 1
+        raise YamlSyntaxError(PolicyIssue(source, line, "(yaml)", f"invalid value: {exc}")) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(data=data, root=root)
+
+
+def _deepest_line(text: str, limit: int = 100) -> int:
+    """The line where bracket/indent nesting first passes ``limit`` (else the deepest)."""
+    depth = best = 0
+    best_line = line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return best_line
+
+
+def _bad_scalar_line(loader: _Loader, root: yaml.Node) -> int:
+    """Line of the first scalar whose value cannot be constructed."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                loader.construct_object(node, deep=True)
+            except Exception:
+                return _line(node)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                stack.extend((value, key))
+    return 1
 
 
 _UNCLOSED = ("while scanning a quoted scalar", "while parsing a flow")
@@ -90,8 +150,8 @@ def line_of(root: yaml.Node | None, loc: Loc, at_key: bool = False) -> int:
     owner: yaml.Node | None = None  # the key node through which `node` was reached
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            found = _find_key(node, part)
+        if isinstance(node, yaml.MappingNode):
+            found = _find_key(node, str(part))  # an int part here is a non-string key (`5: x`)
             if found is None:
                 return _line(owner or node)
             key, value = found
@@ -111,11 +171,18 @@ def duplicate_keys(root: yaml.Node | None) -> list[tuple[Loc, int, int]]:
     """``(loc of the mapping key, line, first line)`` for every repeated mapping key
     (PyYAML silently keeps the last one; in a policy that is always a mistake)."""
     out: list[tuple[Loc, int, int]] = []
-    _walk_duplicates(root, (), out)
+    _walk_duplicates(root, (), out, set())
     return out
 
 
-def _walk_duplicates(node: yaml.Node | None, loc: Loc, out: list[tuple[Loc, int, int]]) -> None:
+def _walk_duplicates(
+    node: yaml.Node | None, loc: Loc, out: list[tuple[Loc, int, int]], visited: set[int]
+) -> None:
+    # an alias is the same node object as its anchor: walk it once (nested aliases,
+    # a "billion laughs" file, would otherwise take exponential time)
+    if node is None or id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
@@ -125,10 +192,10 @@ def _walk_duplicates(node: yaml.Node | None, loc: Loc, out: list[tuple[Loc, int,
                     out.append((loc + (name,), _line(key), seen[name]))
                 else:
                     seen[name] = _line(key)
-                _walk_duplicates(value, loc + (name,), out)
+                _walk_duplicates(value, loc + (name,), out, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk_duplicates(item, loc + (i,), out)
+            _walk_duplicates(item, loc + (i,), out, visited)
 
 
 def _find_key(node: yaml.MappingNode, name: str) -> tuple[yaml.Node, yaml.Node] | None:
