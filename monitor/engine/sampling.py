@@ -47,8 +47,10 @@ def choose_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     if params.top_p < 1.0:
         sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
         cum = sorted_p.cumsum(dim=-1)
-        # keep tokens whose preceding cumulative mass is < top_p (always keeps the first)
+        # keep tokens whose preceding cumulative mass is < top_p, and always the first: a
+        # top_p below float32's smallest value (1e-300) compares as 0 and would keep none
         keep = (cum - sorted_p) < params.top_p
+        keep[..., 0] = True
         sorted_p = sorted_p * keep
         probs = torch.zeros_like(probs).scatter_(-1, sorted_idx, sorted_p)
         probs = probs / probs.sum(dim=-1, keepdim=True)

@@ -55,7 +55,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    seed: int | None = Field(None, description="Sampling seed (same seed, same tokens).")
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1,
+                             description="Sampling seed (same seed, same tokens); a 64-bit integer.")
     n: int = Field(1, description="Must be 1.")
     frequency_penalty: float = Field(0.0, description="Must be 0 (not supported).")
     presence_penalty: float = Field(0.0, description="Must be 0 (not supported).")

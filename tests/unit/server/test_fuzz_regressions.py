@@ -29,3 +29,34 @@ def test_score_printable_request_id_is_echoed(app_env, rid):  # noqa: F811
         assert r.headers["x-request-id"] == rid and r.json()["request_id"] == rid
     else:
         assert r.json()["request_id"] == r.headers["x-request-id"] != ""
+
+
+def chat(**kw):
+    return {"model": "toy", "messages": [{"role": "user", "content": "abc"}], "max_tokens": 2, **kw}
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 10**30])
+@pytest.mark.parametrize("stream", [False, True])
+def test_seed_outside_64_bits_is_a_422(app_env, seed, stream):  # noqa: F811
+    app, _, _ = app_env
+    r = call(app, "POST", "/v1/chat/completions", json=chat(seed=seed, temperature=1.0, stream=stream), headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["param"] == "seed"
+
+
+@pytest.mark.parametrize("seed", [2**64 - 1, -(2**63), 0])
+def test_seed_at_the_64_bit_bounds_samples(app_env, seed):  # noqa: F811
+    app, _, _ = app_env
+    r = call(app, "POST", "/v1/chat/completions", json=chat(seed=seed, temperature=1.0), headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] >= 1
+
+
+@pytest.mark.parametrize("top_p", [1e-300, 5e-324, 1e-46])
+def test_top_p_below_float32_resolution_keeps_the_top_token(app_env, top_p):  # noqa: F811
+    app, _, _ = app_env
+    greedy = call(app, "POST", "/v1/chat/completions", json=chat(temperature=0), headers=AUTH)
+    r = call(app, "POST", "/v1/chat/completions", json=chat(temperature=1.0, top_p=top_p, seed=1), headers=AUTH)
+    assert r.status_code == 200, r.text
+    # nucleus of (almost) zero mass: only the most likely token, i.e. greedy decoding
+    assert r.json()["choices"][0]["message"]["content"] == greedy.json()["choices"][0]["message"]["content"]
