@@ -91,11 +91,15 @@ class ProbeCondition(PolicyModel):
         gt=0.0,
         lt=1.0,
         description="Target false-positive rate of a calibrated threshold (e.g. 0.01); "
-        "must be one the pack was calibrated at. Only with threshold: calibrated.",
+        "must be one the pack was calibrated at. Only with threshold: calibrated. The rate "
+        "holds only with the probe's calibrated window (probes.json runtime_window) on "
+        "response tokens.",
     )
     window: Window = Field(
         default_factory=Window,
-        description="Pooling of the last N tokens (default: the current token alone).",
+        description="Pooling of the last N tokens (default: the current token alone). With "
+        "threshold: calibrated, use the probe's calibrated window (probes.json runtime_window; "
+        "`saeguard policy check --pack` warns otherwise).",
     )
     min_consecutive: int = Field(
         default=1,

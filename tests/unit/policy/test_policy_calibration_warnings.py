@@ -119,3 +119,22 @@ def test_shipped_policies_use_the_calibrated_windows(capsys: pytest.CaptureFixtu
     assert main(["policy", "check", *files, "--pack", str(PACK)]) == 0
     err = capsys.readouterr().err
     assert ".window: warning" not in err
+
+
+def test_readme_states_the_shipped_calibrated_windows_and_rates() -> None:
+    """policies/README.md's table must say what probes.json says (a retrained pack must
+    update the text, or a policy author copies a stale window)."""
+    import json
+    import re
+
+    readme = (REPO / "policies" / "README.md").read_text()
+    doc = json.loads((PACK / "probes" / "probes.json").read_text())
+    for name, probe in doc["probes"].items():
+        row = re.search(rf"^\| `{name}` \|(.*)$", readme, re.M)
+        assert row, f"no README row for {name}"
+        w = probe["runtime_window"]
+        assert f"`window: {{tokens: {w['tokens']}, reduce: {w['reduce']}}}`" in row.group(1)
+        cal = probe["metrics"]["calibration"]
+        rates = (f"{cal['achieved_fpr']['0.01']:.3f} / {cal['achieved_fpr']['0.05']:.3f} "
+                 f"({cal['benign_fpr']['0.01']:.3f} / {cal['benign_fpr']['0.05']:.3f})")
+        assert rates in row.group(1), (name, rates)
