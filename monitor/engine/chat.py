@@ -25,6 +25,11 @@ def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, s
             raise ChatFormatError(f"messages[{i}].role must be one of {', '.join(ROLES)}; got {role!r}")
         if not isinstance(content, str):
             raise ChatFormatError(f"messages[{i}].content must be a string")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in JSON): the tokenizer raises TypeError
+            raise ChatFormatError(f"messages[{i}].content is not valid Unicode: lone surrogate "
+                                  f"{content[exc.start]!r} at character {exc.start}") from None
         out.append({"role": role, "content": content})
     return out
 

@@ -38,11 +38,21 @@ class SamplingParams:
         return gen
 
 
+#: Below this temperature, scaling raw logits can overflow float32.
+_TINY_TEMPERATURE = 1e-20
+
+
 def choose_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
     """``logits`` [batch, vocab] -> next token ids [batch]."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    scaled = logits.float() / params.temperature
+    logits, t = logits.float(), params.temperature
+    if t < _TINY_TEMPERATURE:
+        # logits / t would overflow float32 (t = 1e-300 even rounds to 0): inf - inf is NaN
+        # in softmax. Shifted so the top logit is 0, the rest go to -inf: (near-)greedy.
+        logits = logits - logits.max(dim=-1, keepdim=True).values
+        t = max(t, torch.finfo(torch.float32).tiny)
+    scaled = logits / t
     probs = torch.softmax(scaled, dim=-1)
     if params.top_p < 1.0:
         sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)

@@ -3,6 +3,8 @@ regressions on the toy app: each now gets a 4xx that says what was wrong."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.unit.server.test_app_toy import AUTH, app_env, call  # noqa: F401  (app_env is a fixture)
@@ -60,3 +62,45 @@ def test_top_p_below_float32_resolution_keeps_the_top_token(app_env, top_p):  # 
     assert r.status_code == 200, r.text
     # nucleus of (almost) zero mass: only the most likely token, i.e. greedy decoding
     assert r.json()["choices"][0]["message"]["content"] == greedy.json()["choices"][0]["message"]["content"]
+
+
+LONE = [{"role": "user", "content": "fine"}, {"role": "assistant", "content": [{"type": "text", "text": "b\ud800"}]}]
+
+
+@pytest.mark.parametrize(("path", "payload"), [
+    ("/v1/chat/completions", chat(messages=[{"role": "user", "content": "a\udc00b"}])),
+    ("/v1/chat/completions", chat(messages=[*LONE, {"role": "user", "content": "go"}], stream=True)),
+    ("/v1/score", {"messages": LONE}),
+])
+def test_lone_surrogate_in_content_is_a_422(app_env, path, payload):  # noqa: F811
+    # valid JSON ("\ud800" escape) but not encodable text: the real tokenizer raised TypeError (500)
+    app, _, _ = app_env
+    r = call(app, "POST", path, content=json.dumps(payload), headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "lone surrogate" in r.json()["error"]["message"] and r.json()["error"]["param"] == "messages"
+
+
+def test_render_chat_refuses_a_lone_surrogate_before_the_tokenizer():
+    from monitor.engine.chat import ChatFormatError, validate_messages
+
+    with pytest.raises(ChatFormatError, match=r"messages\[1\].content is not valid Unicode: lone surrogate '\\ud800'"):
+        validate_messages([{"role": "user", "content": "ok"}, {"role": "user", "content": "x\ud800"}])
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324, 1e-38])
+@pytest.mark.parametrize("stream", [False, True])
+def test_temperature_too_small_for_float32_decodes_greedily(app_env, temperature, stream):  # noqa: F811
+    # logits / 1e-300 overflowed float32 (softmax NaN, 500 from multinomial)
+    app, _, _ = app_env
+    greedy = call(app, "POST", "/v1/chat/completions", json=chat(temperature=0), headers=AUTH)
+    r = call(app, "POST", "/v1/chat/completions", json=chat(temperature=temperature, seed=3, stream=stream),
+             headers=AUTH)
+    assert r.status_code == 200, r.text
+    if stream:
+        events = [e[6:] for e in r.text.split("\n\n") if e.startswith("data: ")]
+        assert events[-1] == "[DONE]" and not any('"error"' in e for e in events), r.text
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
+                       if json.loads(e).get("choices"))
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert text == greedy.json()["choices"][0]["message"]["content"]
