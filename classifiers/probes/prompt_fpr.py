@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,13 +43,14 @@ def prompt_scores(lm: Any, guard: Any, prompts: Sequence[str]) -> list[np.ndarra
     out = []
     for i, text in enumerate(prompts):
         ids = engine.render([{"role": "user", "content": text}])
-        sess = guard.session(empty, f"p{i}", lambda a: None, scope_by_prompt_length(len(ids)), intervene=False)
+        sess = guard.session(empty, f"p{i}", lambda _alert: None, scope_by_prompt_length(len(ids)), intervene=False)
         with guard.attach(engine.model, sess) as tap:
             list(engine.generation(ids, SamplingParams(max_tokens=1), taps=[tap]))
         rows = [[r.scores[n] for n in names] for r in sess.reports if r.scope == "prompt"]
         out.append(np.asarray(rows, dtype=np.float64).reshape(-1, len(names)))
         if (i + 1) % 50 == 0:
-            print(f"prompt_fpr: {i + 1}/{len(prompts)} prompts", file=sys.stderr, flush=True)
+            sys.stderr.write(f"prompt_fpr: {i + 1}/{len(prompts)} prompts\n")
+            sys.stderr.flush()
     return out
 
 
@@ -101,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry["response_calibrated"][fpr] = {"threshold": thr, "prompt_fpr": float(np.mean(hit))}
         result[name] = entry
     tokens = [int(s.shape[0]) for s in per_prompt]
-    print(json.dumps({"pack": args.pack, "n_prompts": len(prompts), "prompt_tokens_median": float(np.median(tokens)),
-                      "source": "benign SAE-corpus first-turn chats after the calibration ones", "probes": result}))
+    sys.stdout.write(json.dumps({"pack": args.pack, "n_prompts": len(prompts),
+                                 "prompt_tokens_median": float(np.median(tokens)),
+                                 "source": "benign SAE-corpus first-turn chats after the calibration ones",
+                                 "probes": result}) + "\n")
     return 0
 
 

@@ -101,9 +101,11 @@ def _probe_from_json(name: str, raw: Mapping[str, Any]) -> ProbeInfo:
 
 def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str] | None:
     """``runtime_window`` (or ``metrics.calibration.window``) as ``(tokens, reduce)``."""
-    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), Mapping) else {}
-    calibration = metrics.get("calibration") if isinstance(metrics.get("calibration"), Mapping) else {}
-    window = raw.get("runtime_window") or calibration.get("window")
+    metrics = raw.get("metrics")
+    calibration = metrics.get("calibration") if isinstance(metrics, Mapping) else None
+    window = raw.get("runtime_window") or (
+        calibration.get("window") if isinstance(calibration, Mapping) else None
+    )
     if not isinstance(window, Mapping) or "tokens" not in window:
         return None
     return int(window["tokens"]), str(window.get("reduce") or "mean")
