@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitor.server.errors import error_response, install_error_handlers
 from monitor.server.runtime import Runtime
@@ -15,7 +16,8 @@ _KNOWN = ("/v1/chat/completions", "/v1/score", "/v1/policy/reload", "/v1/policy"
 
 class RequestMetrics:
     """Pure ASGI middleware: counts responses by endpoint and status (streaming-safe) and
-    refuses bodies whose Content-Length exceeds ``max_body_bytes`` (413)."""
+    refuses bodies over ``max_body_bytes`` (413): at once from Content-Length, and while
+    reading a chunked body (which has none)."""
 
     def __init__(self, app: Any, runtime: Runtime) -> None:
         self.app = app
@@ -41,8 +43,22 @@ class RequestMetrics:
                 status["code"] = message["status"]
             await send(message)
 
+        received = 0
+
+        async def receive_limited() -> Any:
+            # a chunked body has no Content-Length: count what arrives (FastAPI passes an
+            # HTTPException raised while reading the body through to the JSON handler)
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise StarletteHTTPException(413, f"request body is over {limit} bytes; at most {limit} "
+                                                      "are accepted")
+            return message
+
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_limited, send_wrapper)
         finally:
             self.runtime.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
 

@@ -104,3 +104,51 @@ def test_temperature_too_small_for_float32_decodes_greedily(app_env, temperature
     else:
         text = r.json()["choices"][0]["message"]["content"]
     assert text == greedy.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/score"])
+def test_chunked_body_over_the_limit_is_a_413(app_env, path):  # noqa: F811
+    # no Content-Length: the limit was only checked on that header, so a chunked 5 MiB body
+    # was read whole and tokenized (a memory/CPU bypass of max_body_bytes)
+    import asyncio
+
+    import httpx
+
+    app, runtime, _ = app_env
+    limit = runtime.settings.max_body_bytes
+
+    async def chunks():
+        yield b'{"model": "toy", "messages": [{"role": "user", "content": "'
+        for _ in range(limit // 65536 + 16):
+            yield b"x" * 65536
+        yield b'"}]}'
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://toy") as client:
+            return await client.post(path, content=chunks(), headers={**AUTH, "content-type": "application/json"})
+
+    r = asyncio.run(go())
+    assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
+    assert r.status_code == 413, r.text[:300]
+    assert f"at most {limit} are accepted" in r.json()["error"]["message"]
+
+
+def test_chunked_body_under_the_limit_is_served(app_env):  # noqa: F811
+    import asyncio
+
+    import httpx
+
+    app, _, _ = app_env
+    payload = json.dumps(chat(temperature=0)).encode()
+
+    async def chunks():
+        for i in range(0, len(payload), 7):
+            yield payload[i:i + 7]
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://toy") as client:
+            return await client.post("/v1/chat/completions", content=chunks(),
+                                     headers={**AUTH, "content-type": "application/json"})
+
+    r = asyncio.run(go())
+    assert r.status_code == 200, r.text
