@@ -23,6 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from monitor.alerts.cluster import LazyCluster, cluster_url
 from monitor.alerts.model import Alert
 
 DEFAULT_STREAM = "saeguard:alerts"
@@ -50,8 +51,15 @@ class AlertTransportError(Exception):
     """Redis could not take the alerts (unreachable, timed out, refused)."""
 
 
-def make_redis_client(url: str, timeout_s: float = 1.0) -> redis.Redis:
-    """A client that fails fast (no built-in retries): the alert sender retries itself."""
+def make_redis_client(url: str, timeout_s: float = 1.0) -> Any:
+    """A client that fails fast (no built-in retries): the alert sender retries itself.
+
+    ``redis://`` / ``rediss://`` / ``unix://``: one Redis. ``redis+cluster://host:port``:
+    a Redis Cluster reached through any of its nodes (:mod:`monitor.alerts.cluster`).
+    """
+    plain = cluster_url(url)
+    if plain is not None:
+        return LazyCluster(plain, timeout_s)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout_s,

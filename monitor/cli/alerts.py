@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     tail = sub.add_parser("tail", help="print alerts as JSON lines")
     tail.add_argument(
-        "--redis", default=DEFAULT_URL, metavar="URL", help=f"Redis URL (default {DEFAULT_URL})"
+        "--redis", default=DEFAULT_URL, metavar="URL",
+        help=f"Redis URL (default {DEFAULT_URL}; redis+cluster://HOST:PORT for a Redis Cluster)",
     )
     tail.add_argument("--stream", default="saeguard:alerts", metavar="S", help="stream name")
     tail.add_argument("--group", metavar="G", help="consumer group (created if missing)")

@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     p.add_argument("--pack", metavar="DIR", help="guard pack (default classifiers/packs/smollm2-135m-instruct)")
     p.add_argument("--policy", metavar="FILE", help="policy file (default policies/default.yaml)")
-    p.add_argument("--redis", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0)")
+    p.add_argument("--redis", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; "
+                   "redis+cluster://HOST:PORT for a Redis Cluster)")
     p.add_argument("--stream", help="alert stream (default saeguard:alerts)")
     p.add_argument("--spool-dir", metavar="DIR", help="alert spool directory (default var/spool)")
     p.add_argument("--auth-token", help="bearer token (prefer SAEGUARD_AUTH_TOKEN: flags show in ps)")
