@@ -12,7 +12,8 @@ that a request that does generate costs one or two decoding steps, then sends
   valid ones mutated (a field deleted, set to a wrong type / NaN / huge number / huge or
   odd unicode string / deep nesting, unknown fields added), whole bodies of the wrong
   type, broken JSON bytes (truncated, not UTF-8, BOM, random bytes), oversized bodies
-  (with and without Content-Length), wrong Content-Type;
+  (with and without Content-Length), wrong Content-Type; a third of the streams are
+  abandoned after their first event (the client hangs up);
 - ``/v1/policy/reload`` with and without (good, wrong, malformed) auth, ``/v1/models``,
   ``/readyz``, ``/healthz``, ``/metrics``, unknown paths and wrong methods; odd
   ``Authorization`` and ``x-request-id`` header bytes everywhere.
@@ -29,7 +30,8 @@ The strategies (:func:`cases`) and the checker (:func:`send_case`) are imported 
 cases against the in-process daemon.
 
 The LAST line of stdout is one JSON object: ``cases``, ``server_errors``, ``crashes``,
-``cases_per_s``, ``per_endpoint`` ({endpoint: {cases, server_errors}}), ``status``
+``in_flight_at_end`` (requests the daemon still holds after the run: leaks; goal 0),
+``aborted_streams``, ``cases_per_s``, ``per_endpoint`` ({endpoint: {cases, server_errors}}), ``status``
 (histogram), ``kinds`` (cases per generator kind), ``failures_saved``, ``seed``,
 ``daemon_flags``, ``wall_s``, ``machine``.
 """
@@ -68,6 +70,8 @@ class Case:
     body: bytes | None = None
     chunked: bool = False
     """Send the body without Content-Length (chunked transfer encoding)."""
+    abort: bool = False
+    """Hang up after the first event of a stream (a client that goes away mid-response)."""
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the case (body shortened) for the failure files."""
@@ -78,7 +82,7 @@ class Case:
                 body += f"... ({len(self.body)} bytes)"
         return {"endpoint": self.endpoint, "kind": self.kind, "method": self.method, "path": self.path,
                 "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
-                "body": body, "chunked": self.chunked}
+                "body": body, "chunked": self.chunked, "abort": self.abort}
 
 
 @dataclass
@@ -263,11 +267,23 @@ def oversized() -> st.SearchStrategy[bytes]:
 _HEADER_BYTES = st.binary(max_size=40).map(lambda b: bytes(c for c in b if c == 9 or 32 <= c != 127).strip())
 
 
+def mostly(usual: Any, other: st.SearchStrategy[Any], p_usual: float) -> st.SearchStrategy[Any]:
+    """``usual`` with probability ``p_usual``, else a draw from ``other`` (a PRNG seeded by
+    hypothesis decides: hypothesis's own choices would not keep the proportion)."""
+
+    @st.composite
+    def pick(draw: st.DrawFn) -> Any:
+        if draw(st.randoms(use_true_random=True)).random() < p_usual:
+            return usual
+        return draw(other)
+
+    return pick()
+
+
 def auth_header(token: str) -> st.SearchStrategy[tuple[tuple[bytes, bytes], ...]]:
-    """Mostly the right token; otherwise missing, wrong, malformed or odd bytes."""
-    good = ((b"authorization", f"Bearer {token}".encode()),)
-    return st.one_of(
-        st.just(good), st.just(good), st.just(good), st.just(good),
+    """The right token 85% of the time (a 401 hides what the body would have done);
+    otherwise missing, wrong, malformed or odd bytes."""
+    bad = st.one_of(
         st.just(()),
         st.sampled_from([b"Bearer wrong", b"Bearer", b"Basic dXNlcjpwYXNz", b"bearer " + token.encode(),
                          b"Bearer  " + token.encode(),
@@ -275,13 +291,14 @@ def auth_header(token: str) -> st.SearchStrategy[tuple[tuple[bytes, bytes], ...]
                          b"Bearer " + b"a" * 8000]).map(lambda v: ((b"authorization", v),)),
         _HEADER_BYTES.map(lambda v: ((b"authorization", v),)),
     )
+    return mostly(((b"authorization", f"Bearer {token}".encode()),), bad, 0.85)
 
 
 def extra_headers() -> st.SearchStrategy[tuple[tuple[bytes, bytes], ...]]:
-    """Content-Type and x-request-id variants (mostly sane)."""
-    ctype = st.sampled_from([b"application/json"] * 6 + [b"text/plain", b"application/x-www-form-urlencoded",
-                                                          b"multipart/form-data; boundary=x",
-                                                          b"application/json; charset=utf-16", b"", b"\xff/\xfe"])
+    """Content-Type (application/json 90% of the time) and x-request-id variants."""
+    ctype = mostly(b"application/json", st.sampled_from([
+        b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x",
+        b"application/json; charset=utf-16", b"application/vnd.api+json", b"", b"\xff/\xfe"]), 0.9)
     rid = st.one_of(st.just(None), st.sampled_from([b"req-1", b"a" * 500, b"../../etc", b"\xc3\xa9t\xc3\xa9"]),
                     _HEADER_BYTES)
     return st.builds(lambda c, r: ((b"content-type", c),) + (((b"x-request-id", r),) if r is not None else ()),
@@ -338,7 +355,8 @@ def cases(token: str, model_id: str, weights: dict[str, int] | None = None) -> s
             else:
                 body = draw(broken_json(base))
                 chunked = draw(st.booleans())
-            return Case(endpoint, kind, "POST", _PATHS[endpoint], auth + hdrs, body, chunked)
+            abort = endpoint == "chat_stream" and draw(mostly(False, st.just(True), 0.65))
+            return Case(endpoint, kind, "POST", _PATHS[endpoint], auth + hdrs, body, chunked, abort)
         if name == "reload":
             body = draw(st.one_of(st.just(b""), hostile_value().map(_json_bytes)))
             return Case("reload", "reload", "POST", "/v1/policy/reload", auth + hdrs, body)
@@ -411,6 +429,9 @@ def _judge(case: Case, r: httpx.Response, out: Outcome) -> None:
     out.status = r.status_code
     ctype = r.headers.get("content-type", "")
     if r.status_code == 200 and ctype.startswith("text/event-stream"):
+        if case.abort:
+            next(r.iter_lines(), None)  # the first event, then hang up (the caller closes)
+            return
         _check_stream(r.iter_lines(), out)
         return
     text = r.read().decode("utf-8", "replace")
@@ -453,6 +474,20 @@ def send_case(client: httpx.Client, case: Case, timeout: float = 120.0) -> Outco
     return out
 
 
+def in_flight(client: httpx.Client, headers: dict[str, str], wait_s: float = 15.0) -> int:
+    """Requests the daemon still holds (admitted + queued) once the client is done: waits
+    up to ``wait_s`` for aborted streams to wind down; > 0 means a leaked ticket/job."""
+    deadline = time.monotonic() + wait_s
+    held = -1
+    while time.monotonic() < deadline:
+        worker = client.get("/readyz", headers=headers, timeout=10).json().get("worker", {})
+        held = int(worker.get("in_flight", 0)) + int(worker.get("queue_depth", 0))
+        if held == 0:
+            return 0
+        time.sleep(0.5)
+    return held
+
+
 def healthy(client: httpx.Client) -> bool:
     """``/healthz`` answers 200 within 10 s."""
     try:
@@ -481,12 +516,14 @@ class Tally:
         self.saved: list[str] = []
         self.slowest = 0.0
         self.seconds: Counter[str] = Counter()
+        self.kinds_abort = 0
         self.slow_cases: list[tuple[float, str]] = []
 
     def record(self, case: Case, outcome: Outcome, crashed: bool) -> None:
         self.cases += 1
         self.status[str(outcome.status)] += 1
         self.kinds[case.kind] += 1
+        self.kinds_abort += int(case.abort and outcome.status == 200)
         ep = self.per_endpoint[case.endpoint]
         ep["cases"] += 1
         self.slowest = max(self.slowest, outcome.elapsed_s)
@@ -573,11 +610,13 @@ def main() -> int:
         final_health = healthy(state["client"]) and state["daemon"].proc.poll() is None
         if not final_health:
             tally.crashes += 1
+        leaked = in_flight(state["client"], harness.AUTH) if final_health else -1
     wall = time.perf_counter() - t_start
     for secs, what in sorted(tally.slow_cases, reverse=True)[:5]:
         harness.progress("slow_case", seconds=round(secs, 2), case=what)
     harness.result_line({
         "cases": tally.cases, "server_errors": tally.server_errors, "crashes": tally.crashes,
+        "in_flight_at_end": leaked, "aborted_streams": tally.kinds_abort,
         "cases_per_s": round(tally.cases / wall, 2), "wall_s": round(wall, 1),
         "slowest_case_s": round(tally.slowest, 2),
         "seconds_by_kind": {k: round(v, 1) for k, v in tally.seconds.most_common()},
