@@ -10,6 +10,9 @@ script share the work and each alert is handled by one of them:
    --consumer name);
 3. read new alerts (XREADGROUP ... >), handle each, then acknowledge it (XACK).
 
+Run one copy per subscriber instance with the same --group and its own --consumer; the
+alerts of every saeguard replica are in the one stream.
+
 Delivery is at-least-once: an alert handled just before a crash (before XACK) is
 delivered again. De-duplicate on ``alert_id`` when handling twice matters (this
 example remembers the last 10,000 ids).
@@ -36,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/0",
+        help="redis://HOST:PORT/DB, or redis+cluster://HOST:PORT for a Redis Cluster",
+    )
     p.add_argument("--stream", default="saeguard:alerts")
     p.add_argument("--group", default="example-subscribers")
     p.add_argument("--consumer", default="example-1")
@@ -53,10 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def connect(url: str) -> redis.Redis:
+    """One Redis (``redis://``), or a Redis Cluster through any node (``redis+cluster://``,
+    as ``saeguard serve --redis`` takes it)."""
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        plain = url.replace("+cluster", "", 1)
+        return redis.RedisCluster.from_url(plain, decode_responses=True)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
 class Subscriber:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.r = redis.Redis.from_url(args.redis, decode_responses=True)
+        self.r = connect(args.redis)
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
 

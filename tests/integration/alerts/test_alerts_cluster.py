@@ -1,6 +1,6 @@
 """Alerts on a real Redis Cluster (three redis-server nodes, slots spread over them):
 ``redis+cluster://`` reaches the stream's slot through any node, writes each alert once,
-and the consumer-group CLI reads it; with no node reachable the sink spools."""
+and the consumer-group CLI and the example subscriber read it; with no node reachable the sink spools."""
 
 from __future__ import annotations
 
@@ -145,8 +145,16 @@ def test_alerts_reach_the_streams_slot_through_another_node_once_each(cluster, t
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["alert_id"] for line in out.stdout.splitlines()] == ids
+    # the plain redis-py example subscriber, its own group, through the cluster URL
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "ops" / "subscriber_example.py"), "--redis", url, "--stream", stream,
+         "--group", "example", "--consumer", "e1", "--limit", "45"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["alert_id"] for line in out.stdout.splitlines()] == ids
     with redis.Redis(port=owner, decode_responses=True) as c:
         assert c.xpending(stream, "ops")["pending"] == 0
+        assert c.xpending(stream, "example")["pending"] == 0
 
 
 def test_cluster_unreachable_send_fails_cleanly_and_the_sink_spools(tmp_path):
