@@ -14,6 +14,9 @@ that a request that does generate costs one or two decoding steps, then sends
   type, broken JSON bytes (truncated, not UTF-8, BOM, random bytes), oversized bodies
   (with and without Content-Length), wrong Content-Type; a third of the streams are
   abandoned after their first event (the client hangs up);
+- policy edits: a shipped policy mutated (``ops/bench/policy_mutants.py``) is written over
+  the daemon's policy file and reloaded: 200, or 422 with every issue
+  ``FILE:LINE: field: message`` and the old version still serving (the file is put back);
 - ``/v1/policy/reload`` with and without (good, wrong, malformed) auth, ``/v1/models``,
   ``/readyz``, ``/healthz``, ``/metrics``, unknown paths and wrong methods; odd
   ``Authorization`` and ``x-request-id`` header bytes everywhere.
@@ -42,6 +45,7 @@ import argparse
 import contextlib
 import json
 import math
+import random
 import sys
 import time
 from collections import Counter, defaultdict
@@ -52,6 +56,12 @@ from typing import Any
 
 import httpx
 from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: `ops.bench.policy_mutants` needs the repo root
+    sys.path.insert(0, str(ROOT))
+
+from ops.bench.policy_mutants import ISSUE, mutate  # noqa: E402
 
 # -- what one case is ----------------------------------------------------------------------
 
@@ -72,6 +82,8 @@ class Case:
     """Send the body without Content-Length (chunked transfer encoding)."""
     abort: bool = False
     """Hang up after the first event of a stream (a client that goes away mid-response)."""
+    policy_text: str | None = None
+    """Write this over the daemon's policy file before the request (a policy edit)."""
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the case (body shortened) for the failure files."""
@@ -82,7 +94,8 @@ class Case:
                 body += f"... ({len(self.body)} bytes)"
         return {"endpoint": self.endpoint, "kind": self.kind, "method": self.method, "path": self.path,
                 "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
-                "body": body, "chunked": self.chunked, "abort": self.abort}
+                "body": body, "chunked": self.chunked, "abort": self.abort,
+                "policy_text": self.policy_text}
 
 
 @dataclass
@@ -318,7 +331,7 @@ WEIGHTS: dict[str, int] = {
     "chat:valid": 50, "chat:mutated": 110, "chat:wrong_body": 25, "chat:raw_bytes": 30,
     "chat_stream:valid": 50, "chat_stream:mutated": 110, "chat_stream:wrong_body": 25, "chat_stream:raw_bytes": 30,
     "score:valid": 60, "score:mutated": 110, "score:wrong_body": 25, "score:raw_bytes": 30,
-    "reload": 60, "get": 200, "odd_route": 78, "oversized": 2,
+    "reload": 40, "policy_edit": 20, "get": 200, "odd_route": 78, "oversized": 2,
 }
 _PATHS = {"chat": "/v1/chat/completions", "chat_stream": "/v1/chat/completions", "score": "/v1/score"}
 
@@ -357,6 +370,12 @@ def cases(token: str, model_id: str, weights: dict[str, int] | None = None) -> s
                 chunked = draw(st.booleans())
             abort = endpoint == "chat_stream" and draw(mostly(False, st.just(True), 0.65))
             return Case(endpoint, kind, "POST", _PATHS[endpoint], auth + hdrs, body, chunked, abort)
+        if name == "policy_edit":
+            base = draw(st.sampled_from(["default", "strict", "shadow"]))
+            text, _ops = mutate((ROOT / "policies" / f"{base}.yaml").read_text(),
+                                random.Random(draw(st.integers(0, 2**32 - 1))))
+            return Case("policy_edit", "policy_edit", "POST", "/v1/policy/reload",
+                        ((b"authorization", f"Bearer {token}".encode()),), policy_text=text)
         if name == "reload":
             body = draw(st.one_of(st.just(b""), hostile_value().map(_json_bytes)))
             return Case("reload", "reload", "POST", "/v1/policy/reload", auth + hdrs, body)
@@ -446,8 +465,11 @@ def _judge(case: Case, r: httpx.Response, out: Outcome) -> None:
             out.problems.append(f"HTTP {r.status_code} body is not JSON: {text[:300]!r}")
 
 
-def send_case(client: httpx.Client, case: Case, timeout: float = 120.0) -> Outcome:
-    """Send ``case`` and judge the answer (see the module docstring for what is a problem)."""
+def send_case(client: httpx.Client, case: Case, timeout: float = 120.0, policy_path: Path | None = None) -> Outcome:
+    """Send ``case`` and judge the answer (see the module docstring for what is a problem).
+    A policy edit needs the daemon's ``policy_path``; it is put back afterwards."""
+    if case.policy_text is not None:
+        return _policy_edit(client, case, policy_path, timeout)
     out = Outcome()
     t0 = time.perf_counter()
     content: Any = None
@@ -470,6 +492,46 @@ def send_case(client: httpx.Client, case: Case, timeout: float = 120.0) -> Outco
         else:
             out.transport_error = True
             out.problems.append(f"transport: {type(exc).__name__}: {exc}")
+    out.elapsed_s = time.perf_counter() - t0
+    return out
+
+
+def _policy_edit(client: httpx.Client, case: Case, policy_path: Path | None, timeout: float) -> Outcome:
+    """Write a mutated policy, reload: 200 (valid) or 422 whose every issue is
+    ``FILE:LINE: field: message`` for that file while the old version keeps serving."""
+    out = Outcome()
+    if policy_path is None or case.policy_text is None:
+        out.status = -1
+        return out
+    t0 = time.perf_counter()
+    original = policy_path.read_bytes()
+    headers = dict((k.decode(), v.decode()) for k, v in case.headers)
+    try:
+        before = client.get("/v1/policy", headers=headers, timeout=timeout).json()["version"]
+        policy_path.write_text(case.policy_text)
+        r = client.post("/v1/policy/reload", headers=headers, timeout=timeout)
+        out.status = r.status_code
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+        if r.status_code == 422 and isinstance(body, dict):
+            if body.get("version") != before or (body.get("policy") or {}).get("version") != before:
+                out.problems.append(f"rejected edit changed the serving version: {before} -> {body.get('version')}")
+            issues = body.get("issues") or []
+            if not issues:
+                out.problems.append("rejected without issues")
+            for issue in issues:
+                m = ISSUE.match(issue)
+                if m is None or m["file"] != str(policy_path):
+                    out.problems.append(f"issue is not {policy_path}:LINE: field: message: {issue[:300]!r}")
+        elif r.status_code != 200:
+            out.problems.append(f"policy reload answered HTTP {r.status_code}: {r.text[:300]}")
+    except httpx.HTTPError as exc:
+        out.transport_error = True
+        out.problems.append(f"transport: {type(exc).__name__}: {exc}")
+    finally:
+        policy_path.write_bytes(original)
+        with contextlib.suppress(httpx.HTTPError):
+            client.post("/v1/policy/reload", headers=dict((k.decode(), v.decode()) for k, v in case.headers),
+                        timeout=timeout)
     out.elapsed_s = time.perf_counter() - t0
     return out
 
@@ -582,7 +644,7 @@ def main() -> int:
             if tally.cases >= args.cases:
                 return
             d, client = state["daemon"], state["client"]
-            outcome = send_case(client, case)
+            outcome = send_case(client, case, policy_path=d.policy)
             crashed = d.proc.poll() is not None or (
                 (outcome.transport_error or tally.cases % 200 == 0) and not healthy(client))
             tally.record(case, outcome, crashed)

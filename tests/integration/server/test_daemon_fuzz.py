@@ -1,5 +1,6 @@
 """A few hundred of the HTTP fuzzer's generated requests (ops/bench/fuzz.py: valid and
-hostile bodies, broken JSON, odd headers and auth, every endpoint) against the daemon
+hostile bodies, broken JSON, odd headers and auth, mutated policy files reloaded over
+HTTP, every endpoint) against the daemon
 in-process with the real model: none is answered with a 5xx or a non-JSON error, every
 stream ends with ``[DONE]``, ``/healthz`` answers after each, and afterwards (a third of
 the streams were abandoned mid-way) nothing is left in flight. The full run (10,000
@@ -32,8 +33,8 @@ def client(daemon):
 @settings(max_examples=N_CASES, deadline=None, database=None, phases=[Phase.generate, Phase.shrink],
           suppress_health_check=list(HealthCheck))
 @given(case=cases(TOKEN, MODEL_ID))
-def test_generated_requests_get_no_server_error_and_the_daemon_stays_up(client, case: Case):
-    outcome = send_case(client, case)
+def test_generated_requests_get_no_server_error_and_the_daemon_stays_up(daemon, client, case: Case):
+    outcome = send_case(client, case, policy_path=daemon.policy_path)
     assert not outcome.problems, (case.describe(), outcome.status, outcome.problems)
     assert healthy(client), case.describe()
 

@@ -20,7 +20,6 @@ located rejection, and nested aliases took exponential time in the duplicate-key
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from monitor.policy import PolicyStore, load_pack_info
+from ops.bench.policy_mutants import HOSTILE, ISSUE, OUT_OF_RANGE, WRONG_TYPES, edit_kv, mutate
 
 pytestmark = pytest.mark.slow  # ~600 reloads of the shipped policies: PyYAML parsing is pure Python
 
@@ -35,126 +35,6 @@ ROOT = Path(__file__).resolve().parents[3]
 PACK = ROOT / "classifiers" / "packs" / "smollm2-135m-instruct"
 POLICIES = [ROOT / "policies" / f"{name}.yaml" for name in ("default", "strict", "shadow")]
 PER_FILE = 150
-
-# `key: value` in block or flow style (value up to a comma, brace, bracket or comment)
-_KV = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*):[ ]+(?P<value>[^,{}\[\]#\n]*[^,{}\[\]#\n ])")
-_KEY = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?=[ \n]|$)")
-_WRONG_TYPES = ["[1, 2]", "{a: 1}", "'text'", "123", "true", "null", "-5", "1e9", ".nan", "~", "''", "[]", "{}"]
-_OUT_OF_RANGE = ["-1", "0", "1.5", "2", "99999999", "1e-9", "5000", "-0.5", "1e400", "0x10"]
-
-
-def _content_lines(lines: list[str]) -> list[int]:
-    return [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _edit_kv(lines: list[str], rnd: random.Random, values: list[str],
-             keys: tuple[str, ...] | None = None) -> str | None:
-    spots = [(i, m) for i in _content_lines(lines) for m in _KV.finditer(lines[i])
-             if keys is None or m["key"] in keys]
-    if not spots:
-        return None
-    i, m = rnd.choice(spots)
-    lines[i] = lines[i][: m.start("value")] + rnd.choice(values) + lines[i][m.end("value"):]
-    return m["key"]
-
-
-def _misspell(word: str, rnd: random.Random) -> str:
-    k = rnd.randrange(len(word))
-    how = rnd.choice(["drop", "double", "swap", "upper", "suffix"])
-    if how == "drop" and len(word) > 1:
-        return word[:k] + word[k + 1:]
-    if how == "swap" and k + 1 < len(word):
-        return word[:k] + word[k + 1] + word[k] + word[k + 2:]
-    if how == "upper":
-        return word.upper()
-    if how == "suffix":
-        return word + "s"
-    return word[: k + 1] + word[k:]
-
-
-def mutate(text: str, rnd: random.Random) -> tuple[str, list[str]]:
-    """``text`` with 1-3 random mutations; also the names of the mutations applied."""
-    lines = text.splitlines()
-    applied: list[str] = []
-    for _ in range(rnd.choice([1, 1, 1, 2, 3])):
-        content = _content_lines(lines)
-        if not content:
-            break
-        op = rnd.choice(["delete", "wrong_type", "misspell", "out_of_range", "unknown_probe", "unknown_action",
-                         "indent", "duplicate_id", "duplicate_line", "fpr", "unclosed", "tab", "empty_value",
-                         "truncate", "enum", "hostile"])
-        if op == "delete":
-            del lines[rnd.choice(content)]
-        elif op == "wrong_type":
-            _edit_kv(lines, rnd, _WRONG_TYPES)
-        elif op == "misspell":
-            spots = [(i, m) for i in content for m in _KEY.finditer(lines[i])]
-            if spots:
-                i, m = rnd.choice(spots)
-                lines[i] = lines[i][: m.start("key")] + _misspell(m["key"], rnd) + lines[i][m.end("key"):]
-        elif op == "out_of_range":
-            _edit_kv(lines, rnd, _OUT_OF_RANGE, ("threshold", "fpr", "tokens", "min_consecutive", "cooldown_tokens",
-                                                  "top_k", "value"))
-        elif op == "unknown_probe":
-            _edit_kv(lines, rnd, ["decepton", "honesty", "Deception", "'deception '", "unsafe-code"], ("probe",))
-        elif op == "unknown_action":
-            spots = [i for i in content if re.search(r"- (alert|clamp|stop|steer):", lines[i])]
-            if spots:
-                i = rnd.choice(spots)
-                lines[i] = re.sub(r"- (alert|clamp|stop|steer):",
-                                  lambda _m: "- " + rnd.choice(["alrt", "explode", "block", "log", "Stop"]) + ":",
-                                  lines[i], count=1)
-        elif op == "indent":
-            i = rnd.choice(content)
-            lines[i] = (" " * rnd.choice([1, 2, 3, 4]) + lines[i]) if rnd.random() < 0.5 else lines[i][
-                rnd.choice([1, 2]):]
-        elif op == "duplicate_id":
-            ids = [m.group(1) for i in content for m in re.finditer(r"- id: (\S+)", lines[i])]
-            spots = [i for i in content if re.search(r"- id: \S+", lines[i])]
-            if len(ids) > 1:
-                i = rnd.choice(spots)
-                lines[i] = re.sub(r"- id: \S+", "- id: " + rnd.choice(ids), lines[i])
-        elif op == "duplicate_line":
-            i = rnd.choice(content)
-            lines.insert(i + 1, lines[i])
-        elif op == "fpr":
-            _edit_kv(lines, rnd, ["0.02", "0.5", "0.001", "0.011"], ("fpr",))
-        elif op == "unclosed":
-            i = rnd.choice(content)
-            lines[i] = lines[i] + rnd.choice(['"', "'", "{", "[", " {a: 1"])
-        elif op == "tab":
-            i = rnd.choice(content)
-            lines[i] = "\t" + lines[i].lstrip(" ")
-        elif op == "empty_value":
-            _edit_kv(lines, rnd, [""])
-        elif op == "truncate":
-            lines = lines[: rnd.choice(content)]
-        elif op == "hostile":
-            i = rnd.choice(content)
-            lines[i] = lines[i] + rnd.choice(list(HOSTILE.values()))[1]
-        elif op == "enum":
-            _edit_kv(lines, rnd, ["enforced", "SHADOW", "fail_safe", "median", "everywhere", "urgent", "forever"],
-                     ("mode", "on_monitor_error", "reduce", "scope", "severity", "tokens"))
-        applied.append(op)
-    return "\n".join(lines) + "\n", applied
-
-
-_BOMB = "".join(f" &a{k} [" + ",".join([f"*a{k - 1}" if k else "1"] * 9) + "]" for k in range(9))
-#: name -> (whole-file text, suffix a mutation may append to a line); the text replaces
-#: line 5 of the default policy ("description: ...") unless it starts with "!"
-HOSTILE: dict[str, tuple[str, str]] = {
-    "nul": ("name: def\x00ault", "\x00"),
-    "control_char": ("name: def\x07ault", "\x1b[31m"),
-    "huge_int": ("description: 1" + "0" * 5000, " 1" + "0" * 5000),
-    "deep_flow": ("description: " + "[" * 3000 + "]" * 3000, " " + "[" * 3000 + "]" * 3000),
-    "alias_bomb": ("x: [" + _BOMB.replace(" &", "&", 1).replace("] &", "], &") + "]", ""),
-    "python_tag": ("name: !!python/object/apply:os.system [\"true\"]", " !!python/name:os.system"),
-    "int_key": ("5: x", " {5: x}"),
-    "list_key": ("? [a]\n: x", " {[a]: x}"),
-}
-
-
-_ISSUE = re.compile(r"^(?P<file>.+):(?P<line>[0-9]+): (?P<field>[^:]+): (?P<message>.+)$", re.S)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +73,7 @@ def test_mutated_policies_are_rejected_with_file_line_field_and_old_keeps_servin
         assert result.issues, f"rejected without saying why: {ops}"
         for issue in result.issues:
             shown = str(issue)
-            m = _ISSUE.match(shown)
+            m = ISSUE.match(shown)
             problem = None
             if m is None or m["file"] != str(path):
                 problem = "not FILE:LINE: field: message"
@@ -224,7 +104,7 @@ def test_mutation_rejections_name_the_mutated_field(pack, tmp_path):
     checked = 0
     for _ in range(100):
         edited = list(lines)
-        key = _edit_kv(edited, rnd, _WRONG_TYPES + _OUT_OF_RANGE,
+        key = edit_kv(edited, rnd, WRONG_TYPES + OUT_OF_RANGE,
                        ("fpr", "tokens", "min_consecutive", "cooldown_tokens", "top_k", "value", "mode", "on_monitor_error", "reduce", "scope", "severity", "probe", "name", "id"))
         changed = next(i for i, (a, b) in enumerate(zip(lines, edited, strict=True)) if a != b) + 1
         path.write_text("\n".join(edited) + "\n")
@@ -261,7 +141,7 @@ def test_hostile_bytes_are_a_located_rejection_not_an_exception(name, pack, tmp_
     assert not result.ok and store.current is old
     shown = [str(i) for i in result.issues]
     assert any(i.line == line for i in result.issues), shown
-    assert all(_ISSUE.match(s) and s.startswith(f"{path}:") for s in shown), shown
+    assert all(ISSUE.match(s) and s.startswith(f"{path}:") for s in shown), shown
 
 
 def test_a_validator_crash_is_a_rejection_and_the_old_policy_keeps_serving(pack, tmp_path, monkeypatch):
