@@ -149,6 +149,12 @@ def one_request(client: httpx.Client, base: str, i: int, max_tokens: int) -> tup
     return ok, 0, False, False, "" if ok else f"invalid got {r.status_code}"
 
 
+def metric_series(base: str) -> int:
+    """Time series in ``/metrics`` (label cardinality must not grow with requests)."""
+    text = httpx.get(f"{base}/metrics", headers=harness.AUTH, timeout=10).text
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
 def slope_per_1k(points: list[tuple[int, float]]) -> float | None:
     """Least-squares slope of (requests, MB) in MB per 1,000 requests."""
     if len(points) < 3:
@@ -242,6 +248,7 @@ def main() -> int:
                     series.append((done, rss))
                     if done == warmup:
                         marks["warm"] = rss
+                        marks["metrics_warm"] = metric_series(d.base)
                     if done % (args.sample_every * 4) == 0 or done == warmup:
                         harness.progress("soak", done=done, rss_mb=round(rss, 1), failed=out.failed,
                                          rps=round(done / (time.perf_counter() - t0), 2))
@@ -263,18 +270,18 @@ def main() -> int:
 
         with redis_lib.Redis.from_url(redis_srv.url) as rc:
             stream_len = int(rc.xlen(STREAM))
-        metrics_text = httpx.get(f"{d.base}/metrics", headers=harness.AUTH, timeout=10).text
+        metrics_end = metric_series(d.base)
     warm = marks.get("warm", rss0)
     growth = (rss_end - warm) / warm
     result: dict[str, Any] = {
         "requests": args.requests, "failed": out.failed,
         "rss_start_mb": round(rss0, 1), "rss_warm_mb": round(warm, 1), "rss_end_mb": round(rss_end, 1),
-        "rss_max_mb": round(max(y for _, y in series), 1), "rss_growth": round(growth, 4),
+        "rss_max_mb": round(max(y for _, y in series), 1), "rss_growth": round(growth, 4) + 0.0,
         "rss_slope_mb_per_1k": _round(slope_per_1k([p for p in series if p[0] >= warmup]), 2),
         "goal_rss_growth_lt": 0.05, "goal_met": growth < 0.05 and out.failed == 0,
         "by_kind": out.by_kind, "alerts_seen_by_clients": out.alerts_seen, "stream_len": stream_len,
         "policy_stops": out.stops, "clamped_responses": out.clamped_responses,
-        "metrics_lines": sum(1 for line in metrics_text.splitlines() if line and not line.startswith("#")),
+        "metric_series_warm": int(marks.get("metrics_warm", -1)), "metric_series_end": metrics_end,
         "elapsed_s": round(elapsed, 1), "rps": round(args.requests / elapsed, 2),
         "concurrency": args.concurrency, "max_tokens": args.max_tokens, "warmup": warmup,
         "sample_every": args.sample_every, "threads": args.threads,
