@@ -2,7 +2,7 @@
 subscriber reading the Redis stream. p50 / p99 over >= 1,000 alerts.
 
     .venv/bin/python ops/bench/alert_latency.py [--alerts 1000] [--max-tokens 32] \\
-        [--concurrency 4] [--threads 2]
+        [--concurrency 4] [--threads 2] [--appendfsync always]
 
 What is timed: an alert's ``ts`` is the wall clock (``time.time()``) taken by the policy
 engine inside the forward hook, at the step that scores the token's position, just
@@ -16,6 +16,9 @@ The split uses the stream entry id, which Redis stamps with its own clock (ms) a
 ``XADD``: ``to_redis`` = entry id time - ts (sink queue, sender thread, round trip,
 Lua script), ``to_subscriber`` = arrival - entry id time (Redis -> XREAD reply). Both
 have 1 ms resolution; the total does not.
+Redis runs with AOF ``appendfsync always``, as ``ops/redis.conf`` does: it fsyncs before
+replying to anyone, so the fsync is part of ``to_subscriber`` (``--appendfsync everysec``
+shows its share).
 
 The policy has one rule per response position (``min_consecutive: k`` for k = 1..
 max_tokens, threshold 0), so every generated token raises exactly one alert: alerts
@@ -109,6 +112,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=32, help="tokens (= alerts) per request (default 32)")
     ap.add_argument("--concurrency", type=int, default=4, help="concurrent streaming clients (default 4)")
     ap.add_argument("--threads", type=int, default=2, help="daemon torch threads (default 2)")
+    ap.add_argument("--appendfsync", choices=["always", "everysec", "no"], default="always",
+                    help="Redis AOF fsync policy (default always, as ops/redis.conf)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the daemon's log and spool here")
     args = ap.parse_args()
 
@@ -117,7 +122,8 @@ def main() -> int:
     requests = failed = 0
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-alat-")))
-        redis_srv = stack.enter_context(harness.private_redis())
+        redis_srv = harness.RedisServer(workdir / "redis", appendfsync=args.appendfsync).start()
+        stack.callback(redis_srv.stop)
         ctx = mp.get_context("spawn")
         ready, stop, count = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
         seen_path = workdir / "subscriber.json"
@@ -173,7 +179,7 @@ def main() -> int:
         **summary("to_subscriber_", [max(0.0, arr - e) for _ts, e, arr in timed]),
         "goal_p99_ms_le": 20, "elapsed_s": round(elapsed, 1),
         "max_tokens": args.max_tokens, "concurrency": args.concurrency, "threads": args.threads,
-        "machine": harness.machine(),
+        "appendfsync": args.appendfsync, "machine": harness.machine(),
     }
     result["goal_met"] = result["p99_ms"] <= 20 and result["lost"] == 0
     harness.result_line(result)
