@@ -331,7 +331,7 @@ WEIGHTS: dict[str, int] = {
     "chat:valid": 50, "chat:mutated": 110, "chat:wrong_body": 25, "chat:raw_bytes": 30,
     "chat_stream:valid": 50, "chat_stream:mutated": 110, "chat_stream:wrong_body": 25, "chat_stream:raw_bytes": 30,
     "score:valid": 60, "score:mutated": 110, "score:wrong_body": 25, "score:raw_bytes": 30,
-    "reload": 40, "policy_edit": 20, "get": 200, "odd_route": 78, "oversized": 2,
+    "reload": 30, "policy_edit": 50, "get": 200, "odd_route": 58, "oversized": 2,
 }
 _PATHS = {"chat": "/v1/chat/completions", "chat_stream": "/v1/chat/completions", "score": "/v1/score"}
 
