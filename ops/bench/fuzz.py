@@ -607,7 +607,7 @@ class Tally:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--cases", type=int, default=10000, help="generated requests to send (default 10000)")
     ap.add_argument("--seed", type=int, default=0, help="hypothesis seed (same seed, same cases)")
     ap.add_argument("--threads", type=int, default=1, help="daemon torch threads (default 1)")
