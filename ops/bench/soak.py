@@ -149,10 +149,10 @@ def one_request(client: httpx.Client, base: str, i: int, max_tokens: int) -> tup
     return ok, 0, False, False, "" if ok else f"invalid got {r.status_code}"
 
 
-def metric_series(base: str) -> int:
+def metric_series(base: str) -> set[str]:
     """Time series in ``/metrics`` (label cardinality must not grow with requests)."""
     text = httpx.get(f"{base}/metrics", headers=harness.AUTH, timeout=10).text
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 
 def slope_per_1k(points: list[tuple[int, float]]) -> float | None:
@@ -210,7 +210,7 @@ def main() -> int:
 
     out = Outcome()
     series: list[tuple[int, float]] = []
-    marks: dict[str, float] = {}
+    marks: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-soak-")))
         redis_srv = stack.enter_context(harness.private_redis())
@@ -272,6 +272,7 @@ def main() -> int:
             stream_len = int(rc.xlen(STREAM))
         metrics_end = metric_series(d.base)
     warm = marks.get("warm", rss0)
+    series_warm: set[str] = marks.get("metrics_warm", set())
     growth = (rss_end - warm) / warm
     result: dict[str, Any] = {
         "requests": args.requests, "failed": out.failed,
@@ -281,7 +282,8 @@ def main() -> int:
         "goal_rss_growth_lt": 0.05, "goal_met": growth < 0.05 and out.failed == 0,
         "by_kind": out.by_kind, "alerts_seen_by_clients": out.alerts_seen, "stream_len": stream_len,
         "policy_stops": out.stops, "clamped_responses": out.clamped_responses,
-        "metric_series_warm": int(marks.get("metrics_warm", -1)), "metric_series_end": metrics_end,
+        "metric_series_warm": len(series_warm), "metric_series_end": len(metrics_end),
+        "metric_series_new": sorted(metrics_end - series_warm)[:20],
         "elapsed_s": round(elapsed, 1), "rps": round(args.requests / elapsed, 2),
         "concurrency": args.concurrency, "max_tokens": args.max_tokens, "warmup": warmup,
         "sample_every": args.sample_every, "threads": args.threads,
