@@ -17,7 +17,7 @@ declare -A CMD=(
   [faults_fail_open]="ops/bench/faults.py --mode fail_open"
   [faults_fail_closed]="ops/bench/faults.py --mode fail_closed"
   [fuzz]="ops/bench/fuzz.py"
-  [soak]="ops/bench/soak.py"
+  [soak]="ops/bench/soak.py --png ops/bench/results/soak_rss.png"
   [alert_latency]="ops/bench/alert_latency.py"
   [generation]="ops/bench/generation.py"
 )
