@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         flags["watch_policy"] = False
     try:
         settings = load_settings(args.config, **flags)
-        runtime = Runtime.build(settings)
+        runtime = Runtime.build_in_thread(settings)  # the main thread never runs torch ops
     except (SettingsError, StartupError) as exc:
         raise CliError(str(exc)) from None
     return serve(runtime)

@@ -96,11 +96,12 @@ class BatchDecoder:
         resid = self._forward(tokens, slice(row, row + 1), ["prefill"])
         req._logits = self.ff.logits(resid[:, -1:, :])[0, -1]
         events = self._advance()
-        return events.get(req.request_id, [])
+        return events.get(req, [])
 
     # -- one decode step -------------------------------------------------------------------
-    def step(self) -> dict[str, list[TokenEvent]]:
-        """One forward for every active request; returns new events by request id."""
+    def step(self) -> dict[BatchRequest, list[TokenEvent]]:
+        """One forward for every active request; returns new events by request (keyed by
+        the request object: two requests may carry the same client-chosen request id)."""
         if not self.active:
             return {}
         tokens = torch.tensor([[r.completion_ids[-1]] for r in self.active], device=self.ff.device)
@@ -113,14 +114,14 @@ class BatchDecoder:
             self._remove(r)
         return self._advance()
 
-    def _advance(self) -> dict[str, list[TokenEvent]]:
+    def _advance(self) -> dict[BatchRequest, list[TokenEvent]]:
         """Sample for every request that has fresh logits; drop finished ones."""
-        out: dict[str, list[TokenEvent]] = {}
+        out: dict[BatchRequest, list[TokenEvent]] = {}
         for r in list(self.active):
             if r._logits is None:
                 continue
             ev = self._sample(r)
-            out.setdefault(r.request_id, []).append(ev)
+            out.setdefault(r, []).append(ev)
             if r.done and (r.finish_reason != "length" or not r.callbacks):
                 self._remove(r)
         return out
@@ -198,7 +199,8 @@ class BatchDecoder:
         for j, r in enumerate(self.active[rows]):
             if r._disabled:
                 continue
-            sub_call = TapCall(hook, phases[j], starts[j], call.token_ids[j : j + 1], (r.request_id,))
+            sub_call = TapCall(hook, phases[j], starts[j], call.token_ids[j : j + 1], (r.request_id,),
+                               batch=x if x.shape[1] == 1 else None, row=j)
             for h, cb in r.callbacks:
                 if h != hook:
                     continue

@@ -43,6 +43,12 @@ class TapCall:
     """[batch, new_pos] token ids at those positions."""
     request_ids: tuple[str, ...]
     """One per batch row."""
+    batch: torch.Tensor | None = None
+    """In a continuous-batching step, each request's callback gets its own row; this is
+    the whole step's residual [rows, 1, d_model] (read-only), so that a callback can do
+    its per-row work for all rows at once (the guard encodes them in one SAE call)."""
+    row: int = 0
+    """This request's row in ``batch``."""
 
 
 TapCallback = Callable[[torch.Tensor, TapCall], "torch.Tensor | None"]

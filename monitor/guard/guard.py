@@ -77,6 +77,24 @@ class Guard:
         self.model_spec = model_spec
         self.W_dec: Tensor = sae.W_dec.detach()
         self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+        self._step_codes: tuple[Tensor, Tensor] | None = None
+        """(a batched step's residual, its SAE codes): one encode per step for all rows."""
+
+    def encode(self, rows: Tensor, call: TapCall) -> Tensor:
+        """SAE codes of ``rows`` (one request's positions). In a batched decode step
+        (``call.batch``) all rows of the step are encoded in one call, the first time any
+        request's callback asks, and each request takes its own row, as long as that row
+        is exactly the step's (a callback earlier in the chain may have rewritten it)."""
+        batch = call.batch
+        if batch is not None and rows.shape[0] == 1:
+            cached = self._step_codes
+            if cached is None or cached[0] is not batch:
+                cached = (batch, self.sae.encode(batch[:, 0]))
+                self._step_codes = cached
+            if torch.equal(rows[0], batch[call.row, 0]):
+                return cached[1][call.row : call.row + 1]
+        out: Tensor = self.sae.encode(rows)
+        return out
 
     @classmethod
     def from_pack(cls, pack: Any, tokenizer: Any, model_spec: str = "") -> Guard:
@@ -154,7 +172,7 @@ class GuardSession:
         if not keep:
             return None
         rows = x[0, keep]
-        z = g.sae.encode(rows)
+        z = g.encode(rows, call)
         scores = g.probes.score(z)
         changed = False
         out = x

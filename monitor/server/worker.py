@@ -102,10 +102,11 @@ class Scheduler(Protocol):
 class SingleWorker:
     """One generation thread that owns the model; jobs run one at a time, FIFO."""
 
-    def __init__(self, max_queue: int = 64) -> None:
+    def __init__(self, max_queue: int = 64, threads: int | None = None) -> None:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._threads = threads
 
     def start(self) -> None:
         if self._thread is None:
@@ -139,6 +140,7 @@ class SingleWorker:
             self._thread = None
 
     def _loop(self) -> None:
+        _set_torch_threads(self._threads)
         while True:
             job = self._queue.get()
             if job is None:
@@ -151,6 +153,14 @@ class SingleWorker:
             except Exception as exc:  # a bug in one job must not kill the worker
                 safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
                 job.fail("internal error while generating (logged on the server)")
+
+
+def _set_torch_threads(n: int | None) -> None:
+    """OpenMP's thread count is per calling thread: set it on the generation thread."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 class BatchableJob(Job, Protocol):
@@ -183,8 +193,9 @@ class BatchWorker:
     batch, and the worker goes on.
     """
 
-    def __init__(self, decoder_factory: Any, max_queue: int = 64) -> None:
+    def __init__(self, decoder_factory: Any, max_queue: int = 64, threads: int | None = None) -> None:
         self._factory = decoder_factory
+        self._threads = threads
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -232,6 +243,7 @@ class BatchWorker:
     def _run(self) -> None:
         import torch
 
+        _set_torch_threads(self._threads)
         with torch.inference_mode():
             while not (self._stop and not self._jobs):
                 self._admit()
@@ -269,7 +281,7 @@ class BatchWorker:
             self._reset_if_broken(decoder)
             return
         self._jobs[id(req)] = job
-        self._dispatch({req.request_id: events}, [req])
+        self._dispatch({req: events}, [req])
 
     def _step(self) -> None:
         decoder = self._get_decoder()
@@ -292,13 +304,13 @@ class BatchWorker:
             return
         self._dispatch(events, before)
 
-    def _dispatch(self, events: dict[str, list[Any]], involved: list[BatchRequest]) -> None:
+    def _dispatch(self, events: dict[BatchRequest, list[Any]], involved: list[BatchRequest]) -> None:
         decoder = self._get_decoder()
         for req in involved:
             job = self._jobs.get(id(req))
             if job is None:
                 continue
-            evs = events.get(req.request_id, [])
+            evs = events.get(req, [])
             keep = True
             if evs:
                 try:

@@ -146,3 +146,23 @@ def test_sink_like_rows_are_neither_scored_nor_changed():
     assert [r.position for r in sess.reports] == [1, 2, 4, 5]  # position 0 and the sink skipped
     assert out is not None and torch.equal(out[0, 3], x[0, 3]) and torch.equal(out[0, 0], x[0, 0])
     assert not torch.equal(out[0, 1], x[0, 1])
+
+
+def test_batched_step_encodes_all_rows_once_and_each_request_reads_its_own_row():
+    from monitor.engine.tap import TapCall
+
+    guard = toy_guard()
+    calls = []
+    real_encode = guard.sae.encode
+    guard.sae.encode = lambda x: (calls.append(tuple(x.shape)), real_encode(x))[1]
+    batch = torch.randn(3, 1, 8)
+    ids = torch.tensor([[5]])
+    codes = [guard.encode(batch[j, :, :], TapCall(HOOK, "decode", 4, ids, ("r",), batch=batch, row=j))
+             for j in range(3)]
+    assert calls == [(3, 8)]  # one encode for the whole step
+    for j in range(3):
+        assert torch.allclose(codes[j], real_encode(batch[j]), atol=1e-6)
+    # a row that differs from the step's (rewritten by an earlier callback) is encoded on its own
+    other = batch[1] + 1.0
+    z = guard.encode(other, TapCall(HOOK, "decode", 4, ids, ("r",), batch=batch, row=1))
+    assert calls[-1] == (1, 8) and torch.allclose(z, real_encode(other), atol=1e-6)

@@ -176,3 +176,11 @@ def test_non_batchable_jobs_run_between_steps_and_close_lets_the_batch_finish():
         items_first, items_alone = asyncio.run(main())
     assert items_alone == ["alone"] and log == ["alone-ran"]
     assert items_first[-1] == ("done", "length") and items_first[:-1] == alone_tokens(PROMPTS[0], 30)
+
+
+def test_two_requests_with_the_same_request_id_get_their_own_tokens():
+    # the request id comes from the client's x-request-id header: it need not be unique
+    worker = make_worker()
+    jobs, out = run_jobs(worker, lambda loop: [BatchJob(EventStream(loop), "same-id", p) for p in PROMPTS[:3]])
+    for items, p in zip(out, PROMPTS[:3], strict=True):
+        assert items[:-1] == alone_tokens(p)
