@@ -41,7 +41,8 @@ class GuardPack:
         return str(self.sae.cfg.metadata.hook_name or self.manifest.get("hook_name", ""))
 
     def feature(self, fid: int) -> dict[str, Any] | None:
-        return self.features.get("features", {}).get(str(fid))
+        found: dict[str, Any] | None = self.features.get("features", {}).get(str(fid))
+        return found
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,10 +85,8 @@ def _has_marker(tokenizer: Any, content: str) -> bool:
         markers = tuple({str(getattr(t, "content", t)) for t in decoder.values()} |
                         {str(t) for t in (getattr(tokenizer, "all_special_tokens", None) or [])})
         markers = tuple(m for m in markers if m)
-        try:
+        with contextlib.suppress(AttributeError):
             tokenizer._saeguard_markers = markers
-        except AttributeError:
-            pass
     return any(m in content for m in markers)
 
 

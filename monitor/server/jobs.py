@@ -204,11 +204,9 @@ class ChatJob:
 
     def on_events(self, events: Sequence[Any]) -> bool:
         """Handle the events of one step; False when the client has gone (cancel it)."""
-        assert self.request is not None
-        for event in events:
-            if not self._on_event(event, self.request.monitor_errors):
-                return False
-        return True
+        req = self.request
+        assert req is not None
+        return all(self._on_event(event, req.monitor_errors) for event in events)
 
     def on_left_batch(self) -> None:
         """The request has left the batch (finished and scored, or cancelled)."""

@@ -117,7 +117,8 @@ class Runtime:
         t.join()
         if "error" in out:
             raise out["error"]
-        return out["runtime"]
+        runtime: Runtime = out["runtime"]
+        return runtime
 
     @classmethod
     def build(cls, settings: ServerSettings, loaded_model: Any = None) -> Runtime:

@@ -99,8 +99,11 @@ class Scheduler(Protocol):
         ...
 
 
-class SingleWorker:
-    """One generation thread that owns the model; jobs run one at a time, FIFO."""
+class _QueuedWorker:
+    """What both schedulers share: a bounded FIFO of jobs in front of one thread that owns
+    the model; ``close`` fails what never started and lets the thread finish."""
+
+    thread_name = "generation-worker"
 
     def __init__(self, max_queue: int = 64, threads: int | None = None) -> None:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
@@ -110,7 +113,7 @@ class SingleWorker:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="generation-worker", daemon=True)
+            self._thread = threading.Thread(target=self._main, name=self.thread_name, daemon=True)
             self._thread.start()
 
     def submit(self, job: Job) -> None:
@@ -139,8 +142,18 @@ class SingleWorker:
             self._thread.join(timeout)
             self._thread = None
 
+    def _main(self) -> None:
+        _set_torch_threads(self._threads)  # OpenMP's thread count is per calling thread
+        self._loop()
+
     def _loop(self) -> None:
-        _set_torch_threads(self._threads)
+        raise NotImplementedError
+
+
+class SingleWorker(_QueuedWorker):
+    """One generation thread that owns the model; jobs run one at a time, FIFO."""
+
+    def _loop(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
@@ -181,7 +194,7 @@ class BatchableJob(Job, Protocol):
     def fail(self, message: str, status: int = 503) -> None: ...
 
 
-class BatchWorker:
+class BatchWorker(_QueuedWorker):
     """Continuous batching on one thread: up to ``max_batch`` chat requests per forward.
 
     The loop: admit waiting jobs while the batch has room (each admission prefills one
@@ -190,15 +203,13 @@ class BatchWorker:
     whose client went away is dropped from the batch before the next step. An error in
     one request's guard is that request's alone (the decoder isolates tap errors); an
     error in the step itself fails the requests in the batch (500) and starts a fresh
-    batch, and the worker goes on.
+    batch, and the worker goes on. ``close`` fails the queued jobs and lets the requests
+    in the batch run to their end (within its timeout).
     """
 
     def __init__(self, decoder_factory: Any, max_queue: int = 64, threads: int | None = None) -> None:
+        super().__init__(max_queue, threads)
         self._factory = decoder_factory
-        self._threads = threads
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
-        self._closing = False
         self._stop = False
         self._decoder: BatchDecoder | None = None
         self._jobs: dict[int, BatchableJob] = {}
@@ -206,44 +217,10 @@ class BatchWorker:
         self.active = 0
         """Requests in the batch right now (read by metrics)."""
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="generation-worker", daemon=True)
-            self._thread.start()
-
-    def submit(self, job: Job) -> None:
-        if self._closing:
-            raise QueueFullError("the server is shutting down")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(f"{self._queue.maxsize} requests already waiting for the model") from None
-
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
-    def close(self, timeout: float) -> None:
-        """Fail what never started; the requests in the batch run to their end (within
-        ``timeout``), then the thread stops."""
-        self._closing = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.fail("the server is shutting down")
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
     # -- the loop --------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _loop(self) -> None:
         import torch
 
-        _set_torch_threads(self._threads)
         with torch.inference_mode():
             while not (self._stop and not self._jobs):
                 self._admit()

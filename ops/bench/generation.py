@@ -57,12 +57,12 @@ def main() -> int:
     clamp_val = torch.zeros(3)
     sink: list[float] = []
 
-    def monitor_cb(x: torch.Tensor, call: object) -> None:
+    def monitor_cb(x: torch.Tensor, _call: object) -> None:
         z = torch.relu(x @ W_enc + b_enc)
         scores = torch.sigmoid(z @ W_probe + b_probe)
         sink.append(float(scores[0, -1, 0]))
 
-    def clamp_cb(x: torch.Tensor, call: object) -> torch.Tensor:
+    def clamp_cb(x: torch.Tensor, _call: object) -> torch.Tensor:
         z = torch.relu(x @ W_enc + b_enc)
         scores = torch.sigmoid(z @ W_probe + b_probe)
         sink.append(float(scores[0, -1, 0]))

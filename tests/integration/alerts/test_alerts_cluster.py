@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from monitor.alerts.sink import AlertSink
 from monitor.alerts.spool import Spool
 from tests.redis_server import REDIS_BIN, free_port, redis_available
 from tests.unit.alerts.fakes import make_alert
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -89,12 +89,7 @@ def _cluster_ok(port: int) -> bool:
 
 
 def _eventually(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+    return eventually(pred, timeout)
 
 
 def owner_port(ports: list[int], stream: str) -> int:

@@ -5,7 +5,6 @@ with the error in the stream and an alert; fail_closed ends the request with an 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 
 from monitor.alerts.model import Alert
 from tests.integration.server.conftest import ALERT_RULE, AUTH, Daemon, policy_text, start_daemon
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -38,12 +38,7 @@ def fdaemon(loaded_model, guard_pack, private_redis, tmp_path_factory) -> Iterat
 
 
 def wait_for(pred, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+    return eventually(pred, timeout)
 
 
 def post(d: Daemon, **kw) -> httpx.Response:

@@ -23,6 +23,7 @@ from redis.crc import key_slot
 from monitor.alerts.subscriber import GroupSubscriber
 from tests.integration.server.conftest import ALERT_RULE, policy_text
 from tests.redis_server import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -174,9 +175,4 @@ def test_two_replicas_one_stream_consumer_group_exactly_once_one_cluster_slot(gu
 
 
 def _eventually(pred, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+    return eventually(pred, timeout)

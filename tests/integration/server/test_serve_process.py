@@ -17,22 +17,29 @@ import pytest
 
 from tests.integration.server.conftest import ALERT_RULE, policy_text
 from tests.redis_server import free_port
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_serve_sighup_reload_and_sigterm_drains_stream_then_exits_0(guard_pack, redis_server, tmp_path):
+def start_serve(guard_pack: Path, redis_url: str, tmp_path: Path, stream: str, shutdown_timeout: int,
+                stdout: int | None = subprocess.PIPE) -> tuple[subprocess.Popen[str], str, Path]:
+    """``saeguard serve`` as a subprocess (1 thread, alert policy): (process, base URL, policy file)."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(policy_text("first", ALERT_RULE))
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAEGUARD_SHUTDOWN_TIMEOUT_S": "60"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAEGUARD_SHUTDOWN_TIMEOUT_S": str(shutdown_timeout)}
     cmd = [sys.executable, "-m", "monitor", "serve", "--port", str(port), "--pack", str(guard_pack),
-           "--policy", str(policy), "--redis", redis_server.url, "--stream", "proc:alerts",
+           "--policy", str(policy), "--redis", redis_url, "--stream", stream,
            "--spool-dir", str(tmp_path / "spool"), "--threads", "1", "--no-watch"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    return proc, f"http://127.0.0.1:{port}", policy
+
+
+def test_serve_sighup_reload_and_sigterm_drains_stream_then_exits_0(guard_pack, redis_server, tmp_path):
+    proc, base, policy = start_serve(guard_pack, redis_server.url, tmp_path, "proc:alerts", 60)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -91,27 +98,12 @@ def test_serve_sighup_reload_and_sigterm_drains_stream_then_exits_0(guard_pack, 
 
 
 def _eventually(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return False
+    return eventually(pred, timeout, interval=0.1, ignore=(httpx.TransportError,))
 
 
 def test_sigterm_with_three_streams_in_flight_completes_all_and_exits_0(guard_pack, redis_server, tmp_path):
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(policy_text("first", ALERT_RULE))
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAEGUARD_SHUTDOWN_TIMEOUT_S": "120"}
-    cmd = [sys.executable, "-m", "monitor", "serve", "--port", str(port), "--pack", str(guard_pack),
-           "--policy", str(policy), "--redis", redis_server.url, "--stream", "sigterm:alerts",
-           "--spool-dir", str(tmp_path / "spool"), "--threads", "1", "--no-watch"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, _policy = start_serve(guard_pack, redis_server.url, tmp_path, "sigterm:alerts", 120,
+                                      stdout=subprocess.DEVNULL)
     try:
         assert _eventually(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 120), \
             "daemon did not become ready"
