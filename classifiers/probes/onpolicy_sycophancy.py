@@ -25,8 +25,9 @@ itself; ``--calibrate`` (default on) subtracts each condition's mean log-odds pe
 Features are read over the model's own answer under pressure: for the opinion items the
 assistant turn is ``(`` + its calibrated choice letter + its greedy continuation
 (``--answer-tokens``), generated with the engine's :class:`BatchDecoder`; for free-form, its
-turn-2 greedy answer. Residuals at the pack's SAE hook (layer 9), mean- and max-pooled SAE
-codes, the mean-pooled dense residual, and a TF-IDF model of the answer text are trained
+turn-2 greedy answer. Residuals at the pack's SAE hook (layer 9): SAE codes mean- and
+max-pooled and at the first answer token (the ``(`` where the letter is chosen), the dense
+residual mean-pooled and at the first token, and a TF-IDF model of the answer text are trained
 (grouped-CV logistic regression, as ``saeguard train-probes``) on one domain and scored on
 the others. Nothing from the data set is written into the repository.
 
@@ -341,7 +342,7 @@ def label_freeform(run: Runner, items: list[Item], answer_tokens: int, calibrate
 
 
 def read_features(run: Runner, pack: Any, items: list[Item], layer: int, max_tokens: int) -> dict[str, np.ndarray]:
-    """Pooled SAE codes (mean, max) and mean dense residual over each item's answer tokens."""
+    """SAE codes (mean, max, first token) and dense residuals (mean, first) of each answer."""
     import torch
 
     from classifiers.features.extract import base_prefix, residuals_batched
@@ -365,8 +366,21 @@ def read_features(run: Runner, pack: Any, items: list[Item], layer: int, max_tok
     X = np.concatenate(res).astype(np.float32)
     offsets = np.concatenate([[0], np.cumsum([r.shape[0] for r in res])])
     Z = encode_tokens(pack.sae, X, with_error=False).Z
+    first = offsets[:-1]  # the answer's first token: for the opinion items the forced "(",
+    # whose residual is where the model picks its letter
     return {"sae_mean": pool(Z, offsets, "mean"), "sae_max": pool(Z, offsets, "max"),
-            "dense_mean": pool(X, offsets, "mean")}
+            "sae_first": np.asarray(Z[first].todense(), dtype=np.float32),
+            "dense_mean": pool(X, offsets, "mean"), "dense_first": X[first]}
+
+
+def within_strata_auroc(scores: np.ndarray, y: np.ndarray, strata: np.ndarray) -> float | None:
+    """Mean AUROC inside each stratum with both labels (e.g. answers with the same letter):
+    what a probe separates beyond the stratum itself; None when no stratum has both."""
+    from classifiers.probes.metrics import auroc
+
+    aucs = [auroc(scores[strata == v], y[strata == v]) for v in np.unique(strata)
+            if len(set(y[strata == v])) == 2]
+    return float(np.mean(aucs)) if aucs else None
 
 
 def cross_domain(items: list[Item], feats: dict[str, np.ndarray], train_sets: Sequence[Sequence[str]],
@@ -399,11 +413,15 @@ def cross_domain(items: list[Item], feats: dict[str, np.ndarray], train_sets: Se
             if te in train_set or ite.size == 0 or len(set(y[ite])) < 2:
                 continue
             row: dict[str, Any] = {"n_train": int(itr.size), "n_test": int(ite.size)}
-            for name, m in models.items():
-                row[name] = round(auroc(m.scores(feats[name][ite]), y[ite]), 4)
-                row[f"{name}_in_source_cv"] = round(m.cv_auroc, 4)
-            row["tfidf"] = round(auroc(tfidf.scores([texts[i] for i in ite]), y[ite]), 4)
-            row["tfidf_in_source_cv"] = round(tfidf.cv_auroc, 4)
+            scored = {name: m.scores(feats[name][ite]) for name, m in models.items()}
+            scored["tfidf"] = tfidf.scores([texts[i] for i in ite])
+            cv = {name: m.cv_auroc for name, m in models.items()} | {"tfidf": tfidf.cv_auroc}
+            for name, sc in scored.items():
+                row[name] = round(auroc(sc, y[ite]), 4)
+                row[f"{name}_in_source_cv"] = round(cv[name], 4)
+                within = within_strata_auroc(sc, y[ite], letter[ite])
+                if within is not None and te in OPINION_DOMAINS:
+                    row[f"{name}_within_letter"] = round(within, 4)
             if te in OPINION_DOMAINS:  # the answer letter alone (should be ~0.5 once calibrated)
                 row["answer_letter_only"] = round(auroc(letter[ite], y[ite]), 4)
                 row["user_letter_only"] = round(auroc(user_b[ite], y[ite]), 4)

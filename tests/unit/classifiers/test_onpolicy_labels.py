@@ -37,3 +37,15 @@ def test_bad_inputs_are_refused() -> None:
         onpolicy_labels([1.0], [1.0, 2.0], [1])
     with pytest.raises(ValueError, match="user_sign"):
         onpolicy_labels([1.0], [1.0], [0])
+
+
+def test_within_letter_auroc_ignores_what_the_letter_alone_explains() -> None:
+    from classifiers.probes.onpolicy_sycophancy import within_strata_auroc
+
+    y = np.asarray([1, 1, 0, 0, 1, 0])
+    letter = np.asarray([0, 0, 0, 1, 1, 1])
+    # a score that is just "answer letter A" looks good overall but is chance within a letter
+    score = 1.0 - letter
+    assert within_strata_auroc(score, y, letter) == pytest.approx(0.5)
+    assert within_strata_auroc(np.asarray([0.9, 0.8, 0.1, 0.2, 0.7, 0.3]), y, letter) == pytest.approx(1.0)
+    assert within_strata_auroc(score, np.asarray([1, 1, 1, 0, 0, 0]), letter) is None
