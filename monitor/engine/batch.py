@@ -70,7 +70,7 @@ class BatchDecoder:
         self.active: list[BatchRequest] = []
         self._phase: list[Phase] = []
         self._taps: dict[str, Tap] = {}
-        self._route: tuple[slice, list[Phase], list[int]] = (slice(0, 0), [], [])
+        self._route: tuple[slice, list[Phase], list[int], list[int]] = (slice(0, 0), [], [], [])
 
     # -- membership ------------------------------------------------------------------------
     @property
@@ -79,24 +79,43 @@ class BatchDecoder:
 
     def add(self, req: BatchRequest) -> list[TokenEvent]:
         """Prefill ``req`` into a free row; returns its first event(s)."""
-        if self.full:
+        return self.add_many([req]).get(req, [])
+
+    def add_many(self, reqs: Sequence[BatchRequest]) -> dict[BatchRequest, list[TokenEvent]]:
+        """Prefill several new requests in ONE forward pass (free rows, prompts padded on
+        the right to the longest: causal attention keeps the padding out of every real
+        position, and a row's cached length is set to its own prompt, so the padding is
+        masked later and overwritten by its first generated tokens). Returns their first
+        events. A burst of arrivals costs one prefill instead of one each (8 prompts of
+        39 tokens: 280 ms instead of 8 x 68 ms on 2 CPU cores)."""
+        if len(self.active) + len(reqs) > self.max_batch:
             raise RuntimeError("batch is full")
-        if not req.prompt_ids:
-            raise ValueError("empty prompt")
-        if len(req.prompt_ids) + req.params.max_tokens > self.model.cfg.n_ctx:
-            raise PromptTooLongError(
-                f"prompt is {len(req.prompt_ids)} tokens and max_tokens is {req.params.max_tokens}; "
-                f"together they exceed the context of {self.model.cfg.n_ctx} tokens")
-        row = len(self.active)
-        self.cache.reset_row(row)
-        req._gen = req.params.make_generator(torch.device(self.ff.device))
-        req._detok = IncrementalDecoder(self.tokenizer)
-        self.active.append(req)
-        tokens = torch.tensor([req.prompt_ids], dtype=torch.long, device=self.ff.device)
-        resid = self._forward(tokens, slice(row, row + 1), ["prefill"])
-        req._logits = self.ff.logits(resid[:, -1:, :])[0, -1]
+        for req in reqs:
+            if not req.prompt_ids:
+                raise ValueError("empty prompt")
+            if len(req.prompt_ids) + req.params.max_tokens > self.model.cfg.n_ctx:
+                raise PromptTooLongError(
+                    f"prompt is {len(req.prompt_ids)} tokens and max_tokens is {req.params.max_tokens}; "
+                    f"together they exceed the context of {self.model.cfg.n_ctx} tokens")
+        if not reqs:
+            return {}
+        first = len(self.active)
+        lengths = [len(r.prompt_ids) for r in reqs]
+        width = max(lengths)
+        for i, req in enumerate(reqs):
+            self.cache.reset_row(first + i)
+            req._gen = req.params.make_generator(torch.device(self.ff.device))
+            req._detok = IncrementalDecoder(self.tokenizer)
+            self.active.append(req)
+        padded = [r.prompt_ids + [r.prompt_ids[-1]] * (width - len(r.prompt_ids)) for r in reqs]
+        tokens = torch.tensor(padded, dtype=torch.long, device=self.ff.device)
+        rows = slice(first, first + len(reqs))
+        resid = self._forward(tokens, rows, ["prefill"] * len(reqs), lengths)
+        for i, req in enumerate(reqs):
+            self.cache.lengths[first + i] = lengths[i]
+            req._logits = self.ff.logits(resid[i : i + 1, lengths[i] - 1 : lengths[i], :])[0, -1]
         events = self._advance()
-        return events.get(req, [])
+        return {r: events.get(r, []) for r in reqs}
 
     # -- one decode step -------------------------------------------------------------------
     def step(self) -> dict[BatchRequest, list[TokenEvent]]:
@@ -166,14 +185,17 @@ class BatchDecoder:
         self.cache.reset_row(last)
 
     # -- taps ------------------------------------------------------------------------------
-    def _forward(self, tokens: torch.Tensor, rows: slice, phases: list[Phase]) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, rows: slice, phases: list[Phase],
+                 valid: list[int] | None = None) -> torch.Tensor:
+        """One forward over ``rows``; ``valid`` = real (unpadded) positions per row."""
         hooks = {h for r in self.active[rows] for h, _ in r.callbacks}
         taps = [self._tap(h) for h in hooks]
         starts = [int(self.cache.lengths[i]) for i in range(rows.start, rows.stop)]
         for tap in taps:
             tap.set_call(TapCall(tap.hook_name, phases[0], starts[0], tokens, tuple(
                 r.request_id for r in self.active[rows])))
-        self._route = (rows, phases, starts)
+        widths = valid if valid is not None else [tokens.shape[1]] * tokens.shape[0]
+        self._route = (rows, phases, starts, widths)
         try:
             with _attached(taps):
                 resid = self.ff.forward(tokens, self.cache, rows=rows)
@@ -193,20 +215,21 @@ class BatchDecoder:
         return tap
 
     def _router(self, hook: str, x: torch.Tensor, call: TapCall) -> torch.Tensor | None:
-        rows, phases, starts = self._route
+        rows, phases, starts, widths = self._route
         out = x
         changed = False
         for j, r in enumerate(self.active[rows]):
             if r._disabled:
                 continue
-            sub_call = TapCall(hook, phases[j], starts[j], call.token_ids[j : j + 1], (r.request_id,),
+            n = widths[j]  # the row's real positions (a batched prefill pads on the right)
+            sub_call = TapCall(hook, phases[j], starts[j], call.token_ids[j : j + 1, :n], (r.request_id,),
                                batch=x if x.shape[1] == 1 else None, row=j)
             for h, cb in r.callbacks:
                 if h != hook:
                     continue
                 try:
-                    new = cb(out[j : j + 1], sub_call)
-                    if new is not None and new.shape != out[j : j + 1].shape:
+                    new = cb(out[j : j + 1, :n], sub_call)
+                    if new is not None and new.shape != out[j : j + 1, :n].shape:
                         raise ValueError(f"callback returned shape {tuple(new.shape)}")
                 except Exception as exc:  # isolated to this request
                     err = TapError(r.request_id, hook, phases[j], starts[j], exc)
@@ -218,7 +241,7 @@ class BatchDecoder:
                 if new is not None:
                     if not changed:
                         out, changed = x.clone(), True
-                    out[j : j + 1] = new
+                    out[j : j + 1, :n] = new
         return out if changed else None
 
 

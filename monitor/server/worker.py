@@ -229,36 +229,53 @@ class BatchWorker(_QueuedWorker):
                 self.active = len(self._jobs)
 
     def _admit(self) -> None:
+        """Take waiting jobs while the batch has room; the chat ones that arrived together
+        are prefilled together (one forward)."""
+        joining: list[BatchableJob] = []
         while not self._stop:
             decoder = self._get_decoder()
-            if decoder.full:
-                return
-            try:  # block only when there is nothing to decode
-                job = self._queue.get(block=not self._jobs)
+            if len(decoder.active) + len(joining) >= decoder.max_batch:
+                break
+            try:  # block only when there is nothing to decode or join
+                job = self._queue.get(block=not (self._jobs or joining))
             except queue.Empty:
-                return
+                break
             if job is None:
                 self._stop = True
-                return
+                break
             if job.stream.cancelled.is_set():
                 job.stream.close()
                 continue
             if not hasattr(job, "begin"):
                 self._run_alone(job)
                 continue
-            self._join(decoder, job)  # type: ignore[arg-type]
+            joining.append(job)  # type: ignore[arg-type]
+        if joining:
+            self._join(self._get_decoder(), joining)
 
-    def _join(self, decoder: BatchDecoder, job: BatchableJob) -> None:
+    def _join(self, decoder: BatchDecoder, jobs: list[BatchableJob]) -> None:
+        reqs: list[BatchRequest] = []
+        ready: list[BatchableJob] = []
+        for job in jobs:
+            try:
+                reqs.append(job.begin())
+                ready.append(job)
+            except Exception as exc:
+                safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
+                job.fail("internal error while generating (logged on the server)", 500)
+        if not reqs:
+            return
         try:
-            req = job.begin()
-            events = decoder.add(req)
+            events = decoder.add_many(reqs)
         except Exception as exc:
-            safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
-            job.fail("internal error while generating (logged on the server)", 500)
+            safe_log(log, "exception", "prefill_failed", requests=[r.request_id for r in reqs], error=str(exc))
+            for job in ready:
+                job.fail("internal error while generating (logged on the server)", 500)
             self._reset_if_broken(decoder)
             return
-        self._jobs[id(req)] = job
-        self._dispatch({req: events}, [req])
+        for req, job in zip(reqs, ready, strict=True):
+            self._jobs[id(req)] = job
+        self._dispatch(events, reqs)
 
     def _step(self) -> None:
         decoder = self._get_decoder()

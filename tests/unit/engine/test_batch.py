@@ -118,3 +118,32 @@ def test_stop_request_and_eos_end_a_row_early():
     assert s.finish_reason == "policy_stop" and s.stop_message == "policy" and len(s.completion_ids) == 1
     assert other.completion_ids == first
     torch.testing.assert_close(dec.cache.lengths, torch.zeros(2, dtype=torch.long))
+
+
+def test_prompts_of_different_lengths_prefilled_together_match_alone_and_taps_see_unpadded_rows():
+    model = toy_model()
+    engine = Engine(model, ToyTokenizer())
+    params = SamplingParams(max_tokens=10)
+    expected = [alone(engine, p, params) for p in PROMPTS]
+    seen: dict[str, list[tuple[str, int, int]]] = {}
+
+    def tap_for(name):
+        def cb(x, call):
+            assert call.request_ids == (name,)
+            assert x.shape[:2] == tuple(call.token_ids.shape)  # no padded positions
+            seen.setdefault(name, []).append((call.phase, call.start_pos, x.shape[1]))
+        return cb
+
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=4)
+    reqs = [BatchRequest(f"r{i}", p, params, callbacks=((HOOK, tap_for(f"r{i}")),)) for i, p in enumerate(PROMPTS)]
+    first = dec.add_many(reqs[:3])  # three prompts of lengths 5, 3 and 8 in one forward
+    assert set(first) == set(reqs[:3]) and all(len(evs) == 1 for evs in first.values())
+    while dec.active or reqs[3].completion_ids == []:
+        if not reqs[3].completion_ids and len(reqs[0].completion_ids) == 4:
+            dec.add(reqs[3])  # a fourth joins mid-flight
+        dec.step()
+    assert [r.completion_ids for r in reqs] == expected
+    for i, p in enumerate(PROMPTS):
+        assert seen[f"r{i}"][0] == ("prefill", 0, len(p))  # the tap saw exactly its prompt
+        decode_starts = [s for ph, s, _ in seen[f"r{i}"][1:]]
+        assert decode_starts == list(range(len(p), len(p) + len(decode_starts)))
