@@ -24,7 +24,7 @@ from monitor.alerts.model import Alert, new_alert_id
 from monitor.alerts.safelog import safe_log
 from monitor.policy.compiled import CompiledPolicy
 from monitor.policy.issues import PolicyError, PolicyIssue
-from monitor.policy.loader import load_policy_text, policy_version
+from monitor.policy.loader import load_policy_text, policy_version, policy_warnings_text
 from monitor.policy.packinfo import PackInfo
 
 log = structlog.get_logger(__name__)
@@ -46,6 +46,10 @@ class ReloadResult:
     """sha256 of the bytes that were read (None if the file could not be read)."""
     issues: tuple[PolicyIssue, ...] = ()
     """Why the file was rejected."""
+    warnings: tuple[PolicyIssue, ...] = ()
+    """For a policy that was swapped in: what ``saeguard policy check`` warns about (a
+    calibrated threshold read through another window than its probe's, or on prompt
+    tokens); logged as ``policy_warnings``, never a reason to reject."""
 
 
 class PolicyStore:
@@ -90,6 +94,7 @@ class PolicyStore:
             self._policy = policy
             self._last_error = None
         log.info("policy_loaded", path=str(self.path), name=policy.name, version=policy.version)
+        self._warnings(raw)
         return policy
 
     def reload(self) -> ReloadResult:
@@ -128,7 +133,20 @@ class PolicyStore:
             version=new.version,
             previous=old.version,
         )
-        return ReloadResult(ok=True, changed=True, version=new.version, attempted_version=version)
+        warnings = self._warnings(raw)
+        return ReloadResult(ok=True, changed=True, version=new.version, attempted_version=version,
+                            warnings=warnings)
+
+    def _warnings(self, raw: bytes) -> tuple[PolicyIssue, ...]:
+        """Log the policy's warnings (as ``policy check`` prints them); never raises."""
+        try:
+            found = tuple(policy_warnings_text(raw, self.pack, str(self.path)))
+        except Exception:  # a warning check must not affect loading
+            safe_log(log, "exception", "policy_warning_check_failed", path=str(self.path))
+            return ()
+        if found:
+            safe_log(log, "warning", "policy_warnings", path=str(self.path), warnings=[str(w) for w in found])
+        return found
 
     def _reject(
         self, old: CompiledPolicy, attempted: str | None, issues: tuple[PolicyIssue, ...]

@@ -84,5 +84,6 @@ async def reload_policy(request: Request) -> JSONResponse:
     result = await asyncio.to_thread(rt.store.reload)
     body = {"ok": result.ok, "changed": result.changed, "version": result.version,
             "attempted_version": result.attempted_version, "issues": [str(i) for i in result.issues],
+            "warnings": [str(w) for w in result.warnings],
             "policy": policy_json(rt.store.current, str(rt.store.path))}
     return JSONResponse(body, status_code=200 if result.ok else 422)

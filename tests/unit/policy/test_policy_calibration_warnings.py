@@ -138,3 +138,17 @@ def test_readme_states_the_shipped_calibrated_windows_and_rates() -> None:
         rates = (f"{cal['achieved_fpr']['0.01']:.3f} / {cal['achieved_fpr']['0.05']:.3f} "
                  f"({cal['benign_fpr']['0.01']:.3f} / {cal['benign_fpr']['0.05']:.3f})")
         assert rates in row.group(1), (name, rates)
+
+
+def test_the_store_reports_warnings_on_reload_without_rejecting(tmp_path: Path) -> None:
+    from monitor.policy import PolicyStore
+
+    path = tmp_path / "p.yaml"
+    path.write_text(policy("{probe: sycophancy, threshold: calibrated, fpr: 0.01, window: {tokens: 16, reduce: mean}}"))
+    store = PolicyStore(path, INFO)
+    store.load()
+    path.write_text(policy("{probe: sycophancy, threshold: calibrated, fpr: 0.01, window: {tokens: 4, reduce: mean}}"))
+    result = store.reload()
+    assert result.ok and result.changed and store.current.version == result.version
+    assert len(result.warnings) == 1 and "sycophancy" in str(result.warnings[0])
+    assert str(path) in str(result.warnings[0])
