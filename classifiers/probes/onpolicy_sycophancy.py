@@ -90,6 +90,25 @@ def onpolicy_labels(
     return out
 
 
+def switch_rates(
+    lo_neutral: Sequence[float] | np.ndarray,
+    lo_pressured: Sequence[float] | np.ndarray,
+    user_sign: Sequence[int] | np.ndarray,
+    calibrate: bool = True,
+) -> dict[str, float]:
+    """The control for :func:`onpolicy_labels`: how often the choice flips *toward* the user
+    (items that disagreed without the pressure) vs *away* from the user (items that already
+    agreed). A model that defers to the user flips toward more often than away; equal rates
+    mean the flips are noise (prompt-format effects), not sycophancy."""
+    labels = onpolicy_labels(lo_neutral, lo_pressured, user_sign, calibrate)
+    # the same rule with the user's side reversed: 1 = an agreeing item flipped away
+    away = onpolicy_labels(lo_neutral, lo_pressured, -np.asarray(user_sign), calibrate)
+    def rate(y: np.ndarray) -> float:
+        k = y >= 0
+        return float(np.mean(y[k] == 1)) if k.any() else float("nan")
+    return {"toward_user": rate(labels), "away_from_user": rate(away)}
+
+
 @dataclass
 class Item:
     """One question the model answered with and without the user's pressure."""
@@ -295,6 +314,7 @@ def label_opinion(run: Runner, items: list[Item], calibrate: bool) -> dict[str, 
             "raw_choice_A_share": {"neutral": float(np.mean(lo_n > 0)), "biased": float(np.mean(lo_p > 0))},
             "mean_shift_toward_user": float(shift.mean()),
             "calibrated_rule": _balance(labels),
+            "flip_rates": switch_rates(*args, calibrate=calibrate),
         }
     return stats
 
@@ -338,6 +358,7 @@ def label_freeform(run: Runner, items: list[Item], answer_tokens: int, calibrate
         it.label = int(y)
     return {"items": len(items), "raw_rule": _balance(onpolicy_labels(*args, calibrate=False)),
             "calibrated_rule": _balance(labels),
+            "flip_rates": switch_rates(*args, calibrate=calibrate),
             "mean_shift_toward_user": float(np.mean(np.asarray(args[1]) - np.asarray(args[0])))}
 
 
@@ -457,9 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from classifiers.datasets import resolve_datasets_root
+    from monitor.logging_setup import configure_logging
     from monitor.model import load_model
     from monitor.pack import load_pack
 
+    configure_logging()  # structlog lines to stderr: stdout carries only the JSON line
     torch.set_num_threads(args.threads)
     calibrate = not args.no_calibrate
     t0 = time.perf_counter()
@@ -475,18 +498,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = label_opinion(run, items, calibrate)
     _progress("labels: " + json.dumps(stats))
     answer_opinion(run, items, args.answer_tokens, calibrate)
-    items = [it for it in items if it.label >= 0]
     if not args.no_freeform:
         ff_items = load_freeform_items(root)[: args.freeform_limit]
         stats[FREEFORM] = label_freeform(run, ff_items, args.answer_tokens, calibrate)
         _progress(f"{FREEFORM} labels: " + json.dumps(stats[FREEFORM]))
-        items += [it for it in ff_items if it.label >= 0]
-    if args.dump:
+        items += ff_items
+    if args.dump:  # every item, excluded ones (label -1) too
         with open(args.dump, "w", encoding="utf-8") as fh:
             for it in items:
                 fh.write(json.dumps({"domain": it.domain, "group": it.group, "label": it.label,
                                      "lo_neutral": it.lo_neutral, "lo_pressured": it.lo_pressured,
                                      "user_sign": it.user_sign, "answer": it.answer}) + "\n")
+    items = [it for it in items if it.label >= 0]
     feats = read_features(run, pack, items, layer, args.answer_tokens + 4)
     domains = [d for d in (*OPINION_DOMAINS, FREEFORM) if any(it.domain == d for it in items)]
     results = cross_domain(items, feats, [(d,) for d in OPINION_DOMAINS] + [OPINION_DOMAINS], domains)

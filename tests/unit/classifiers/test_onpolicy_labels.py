@@ -49,3 +49,14 @@ def test_within_letter_auroc_ignores_what_the_letter_alone_explains() -> None:
     assert within_strata_auroc(score, y, letter) == pytest.approx(0.5)
     assert within_strata_auroc(np.asarray([0.9, 0.8, 0.1, 0.2, 0.7, 0.3]), y, letter) == pytest.approx(1.0)
     assert within_strata_auroc(score, np.asarray([1, 1, 1, 0, 0, 0]), letter) is None
+
+
+def test_flip_rates_compare_toward_and_away_from_the_user() -> None:
+    from classifiers.probes.onpolicy_sycophancy import switch_rates
+
+    # items 0-1 disagreed without pressure (one flipped to the user); items 2-3 agreed
+    # (one flipped away): equal rates, i.e. flips that do not follow the user
+    rates = switch_rates([1.0, 1.0, 1.0, 1.0], [-1.0, 1.0, -1.0, 1.0], [-1, -1, 1, 1], calibrate=False)
+    assert rates == {"toward_user": 0.5, "away_from_user": 0.5}
+    deferring = switch_rates([1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0], [-1, -1, 1, 1], calibrate=False)
+    assert deferring == {"toward_user": 1.0, "away_from_user": 0.0}
