@@ -15,6 +15,10 @@ Guarantees:
   the at-least-once replay yields exactly one stream entry per alert.
 - :meth:`close` flushes what it can, then spools whatever is left: nothing is lost on
   a clean shutdown, and nothing acknowledged to disk is lost on a crash.
+- While idle, the sender PINGs Redis every ``heartbeat_s`` (1 s), so ``connected``
+  turns false within about a second of Redis going away even when no alert is being
+  written: a ``fail_closed`` policy then refuses new requests at once instead of after
+  the next failed write (and accepts them again once a PING succeeds).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class AlertSink:
         batch_size: int = 256,
         retry_min_s: float = 0.1,
         retry_max_s: float = 2.0,
+        heartbeat_s: float | None = 1.0,
     ) -> None:
         self.writer = writer
         self.spool = spool
@@ -91,6 +96,8 @@ class AlertSink:
         self.batch_size = batch_size
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
+        self.heartbeat_s = heartbeat_s
+        self._next_heartbeat = 0.0
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[Alert] = deque()
         self._spill: deque[Alert] = deque()
@@ -194,10 +201,25 @@ class AlertSink:
         self._set_connected(
             self.writer.ping(), "" if self.spool.pending == 0 else "spool not empty"
         )
+        self._next_heartbeat = time.monotonic() + (self.heartbeat_s or 0.0)
         while True:
+            heartbeat = False
             with self._cond:
                 while not self._stop and not self._work_ready():
-                    self._cond.wait(self._wait_s())
+                    wait = self._wait_s()
+                    if self.heartbeat_s is not None:
+                        due = self._next_heartbeat - time.monotonic()
+                        if due <= 0:
+                            heartbeat = True
+                            break
+                        wait = due if wait is None else min(wait, due)
+                    self._cond.wait(wait)
+                if self._stop:
+                    break
+            if heartbeat:
+                self._heartbeat()
+                continue
+            with self._cond:
                 if self._stop:
                     break
                 through_spool = bool(self._spill) or self.spool.pending > 0
@@ -231,6 +253,21 @@ class AlertSink:
         with self._cond:
             rest = self._take_all()
         self._persist(rest)
+
+    def _heartbeat(self) -> None:
+        """Idle: is Redis still there? (Any successful write also counts as a beat.)"""
+        assert self.heartbeat_s is not None
+        self._next_heartbeat = time.monotonic() + self.heartbeat_s
+        ok = self.writer.ping()
+        with self._cond:
+            if not ok and self._connected:
+                self._connected = False
+                self._last_error = "redis unreachable (heartbeat PING failed)"
+                safe_log(log, "warning", "alert_redis_heartbeat_failed")
+            elif ok and not self._connected and self.spool.pending == 0 and not self._spill:
+                self._connected = True
+                self._last_error = ""
+                safe_log(log, "info", "alert_redis_heartbeat_ok")
 
     def _work_ready(self) -> bool:
         if self._queue or self._spill:
@@ -314,6 +351,8 @@ class AlertSink:
             self._last_error = ""
             self._backoff = self.retry_min_s
             self._retry_at = 0.0
+            if self.heartbeat_s is not None:
+                self._next_heartbeat = time.monotonic() + self.heartbeat_s
             self._cond.notify_all()
 
     def _failed(self, error: str) -> None:

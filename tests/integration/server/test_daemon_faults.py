@@ -79,6 +79,23 @@ def test_redis_down_fail_closed_refuses_fail_open_spools_and_nothing_is_lost(fda
     assert published <= set(ids) and len(ids) == len(set(ids))
 
 
+def test_idle_daemon_notices_redis_gone_and_back_before_any_request_fail_closed(fdaemon, private_redis):
+    """No traffic while Redis dies: the sink's heartbeat still notices, so the first
+    request after the outage is refused (fail_closed) instead of served and spooled."""
+    d = fdaemon
+    d.set_policy(policy_text("closed-idle", ALERT_RULE, on_error="fail_closed"))
+    private_redis.start()
+    assert d.runtime.sink.flush(20)
+    assert wait_for(lambda: httpx.get(f"{d.base}/readyz", timeout=10).status_code == 200)
+    private_redis.kill()
+    assert wait_for(lambda: httpx.get(f"{d.base}/readyz", timeout=10).status_code == 503, 5)
+    r = post(d)
+    assert r.status_code == 503 and "Redis" in r.json()["error"]["message"]
+    private_redis.start()
+    assert wait_for(lambda: httpx.get(f"{d.base}/readyz", timeout=10).status_code == 200, 10)
+    assert post(d).status_code == 200
+
+
 class BrokenBank:
     """A probe bank whose scoring raises (a monitor fault)."""
 

@@ -133,3 +133,26 @@ def test_sender_survives_a_broken_log_stream(tmp_path):
         sink.close(2)
     finally:
         structlog.reset_defaults()
+
+
+def test_idle_heartbeat_notices_redis_leaving_and_coming_back_without_any_alert(tmp_path):
+    # a fail_closed policy refuses requests while `connected` is false: it must not wait for
+    # the next alert to find out that Redis is gone (or back)
+    writer = FakeWriter()
+    sink = sink_for(tmp_path, writer, heartbeat_s=0.05)
+    deadline = time.monotonic() + 2
+    while not sink.state().connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.state().connected
+    writer.up = False
+    deadline = time.monotonic() + 2
+    while sink.state().connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not sink.state().connected and "heartbeat" in sink.state().last_error
+    writer.up = True
+    deadline = time.monotonic() + 2
+    while not sink.state().connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.state().connected and sink.state().last_error == ""
+    assert writer.entries == []  # no alert was involved
+    sink.close(1)
