@@ -218,12 +218,13 @@ class BatchDecoder:
         rows, phases, starts, widths = self._route
         out = x
         changed = False
+        batch = x if x.shape[1] == 1 else None  # a decode step: callbacks may share per-row work
         for j, r in enumerate(self.active[rows]):
             if r._disabled:
                 continue
             n = widths[j]  # the row's real positions (a batched prefill pads on the right)
             sub_call = TapCall(hook, phases[j], starts[j], call.token_ids[j : j + 1, :n], (r.request_id,),
-                               batch=x if x.shape[1] == 1 else None, row=j)
+                               batch=batch, row=j)
             for h, cb in r.callbacks:
                 if h != hook:
                     continue

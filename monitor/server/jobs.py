@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -150,8 +150,9 @@ class ChatJob:
         self.request: BatchRequest | None = None
 
     @property
-    def fail_open(self) -> bool:
-        return self.policy.on_monitor_error == "fail_open"
+    def on_tap_error(self) -> Literal["raise", "continue"]:
+        """fail_open: go on unmonitored; fail_closed: end the request."""
+        return "continue" if self.policy.on_monitor_error == "fail_open" else "raise"
 
     def fail(self, message: str, status: int = 503) -> None:
         if not self._closed:
@@ -184,7 +185,7 @@ class ChatJob:
         session = self._new_session(stop=lambda msg: holder["gen"].stop(msg))
         with Tap(b.engine.model, b.guard.hook_name, timed(session.callback, b.metrics)) as tap:
             gen = b.engine.generation(self.prompt_ids, self.params, taps=[tap], request_id=self.request_id,
-                                      on_tap_error="continue" if self.fail_open else "raise")
+                                      on_tap_error=self.on_tap_error)
             holder["gen"] = gen
             for event in gen:
                 if not self._on_event(event, gen.monitor_errors):
@@ -196,7 +197,7 @@ class ChatJob:
     def begin(self) -> BatchRequest:
         """The request to add to the batch (its guard session is created here)."""
         req = BatchRequest(self.request_id, self.prompt_ids, self.params,
-                           on_tap_error="continue" if self.fail_open else "raise")
+                           on_tap_error=self.on_tap_error)
         session = self._new_session(stop=req.stop)
         req.callbacks = ((self.backend.guard.hook_name, timed(session.callback, self.backend.metrics)),)
         self.request = req

@@ -103,8 +103,6 @@ class _QueuedWorker:
     """What both schedulers share: a bounded FIFO of jobs in front of one thread that owns
     the model; ``close`` fails what never started and lets the thread finish."""
 
-    thread_name = "generation-worker"
-
     def __init__(self, max_queue: int = 64, threads: int | None = None) -> None:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
@@ -113,7 +111,7 @@ class _QueuedWorker:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._main, name=self.thread_name, daemon=True)
+            self._thread = threading.Thread(target=self._main, name="generation-worker", daemon=True)
             self._thread.start()
 
     def submit(self, job: Job) -> None:
@@ -149,6 +147,14 @@ class _QueuedWorker:
     def _loop(self) -> None:
         raise NotImplementedError
 
+    def _run_job(self, job: Job) -> None:
+        """Run one job to its end; a bug in it must not kill the worker."""
+        try:
+            job.run()
+        except Exception as exc:
+            safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
+            job.fail("internal error while generating (logged on the server)")
+
 
 class SingleWorker(_QueuedWorker):
     """One generation thread that owns the model; jobs run one at a time, FIFO."""
@@ -161,11 +167,7 @@ class SingleWorker(_QueuedWorker):
             if job.stream.cancelled.is_set():
                 job.stream.close()
                 continue
-            try:
-                job.run()
-            except Exception as exc:  # a bug in one job must not kill the worker
-                safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
-                job.fail("internal error while generating (logged on the server)")
+            self._run_job(job)
 
 
 def _set_torch_threads(n: int | None) -> None:
@@ -197,8 +199,9 @@ class BatchableJob(Job, Protocol):
 class BatchWorker(_QueuedWorker):
     """Continuous batching on one thread: up to ``max_batch`` chat requests per forward.
 
-    The loop: admit waiting jobs while the batch has room (each admission prefills one
-    prompt; a job without ``begin`` runs to completion right there), then one decode step
+    The loop: admit waiting jobs while the batch has room (the chat jobs taken in one
+    admission are prefilled in one forward; a job without ``begin`` runs to completion
+    right there), then one decode step
     for every active request, then route each request's events to its job. A request
     whose client went away is dropped from the batch before the next step. An error in
     one request's guard is that request's alone (the decoder isolates tap errors); an
@@ -247,7 +250,7 @@ class BatchWorker(_QueuedWorker):
                 job.stream.close()
                 continue
             if not hasattr(job, "begin"):
-                self._run_alone(job)
+                self._run_job(job)
                 continue
             joining.append(job)  # type: ignore[arg-type]
         if joining:
@@ -322,13 +325,6 @@ class BatchWorker(_QueuedWorker):
         job = self._jobs.pop(id(req), None)
         if job is not None:
             job.on_left_batch()
-
-    def _run_alone(self, job: Job) -> None:
-        try:
-            job.run()
-        except Exception as exc:  # a bug in one job must not kill the worker
-            safe_log(log, "exception", "job_crashed", request_id=job.request_id, error=str(exc))
-            job.fail("internal error while generating (logged on the server)")
 
     def _get_decoder(self) -> BatchDecoder:
         if self._decoder is None:
