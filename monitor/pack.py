@@ -12,12 +12,12 @@ records the sha256 of the ``sae/sae_weights.safetensors`` it was trained on
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor import hashing
 from monitor.sae_spec import SAESpecError, load_sae
 
 
@@ -65,11 +65,7 @@ SAE_WEIGHTS = "sae_weights.safetensors"
 
 @functools.lru_cache(maxsize=8)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - cache key
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashing.file_sha256(path)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -36,8 +36,8 @@ class PackSae:
 
 def load_pack_sae(sae_dir: Path) -> PackSae:
     """Load an SAE directory and hash its weights."""
-    from classifiers.probes.pipeline import file_sha256
     from classifiers.sae.cache import hook_layer
+    from monitor.hashing import file_sha256
     from monitor.sae_spec import load_sae
 
     sae = load_sae(str(sae_dir))

@@ -10,7 +10,6 @@ the run-time reading (:mod:`.ship`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from classifiers.probes.ship import (
     runtime_scores,
 )
 from classifiers.probes.sources_data import SPLIT_SEED, VAL_FRACTION, SourceData, load_sources
+from monitor.hashing import file_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -65,15 +65,6 @@ def research_attempts(layer: int, layers: Sequence[int]) -> list[Attempt]:
     if others:
         out.append(Attempt(f"dense:{min(others)}+{layer}", "mean"))
     return out
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_hashes(root: Path, dataset: str) -> dict[str, str]:

