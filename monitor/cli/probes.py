@@ -95,6 +95,23 @@ def _store(args: argparse.Namespace, pack: Path, layers: list[int]) -> Path:
     return store_dir(_cache_root(args), sha, layers, args.max_content_tokens)
 
 
+#: Hand-written part of REPORT.md (framing, attempts outside the pipeline, conclusions), kept
+#: in the output directory beside it so that re-running train-probes keeps it.
+NOTES_FILE = "NOTES.md"
+
+
+def _notes(args: argparse.Namespace, out_dir: Path) -> str:
+    """``--notes FILE``, else ``<out>/NOTES.md`` when present, else nothing."""
+    from monitor.cli import CliError
+
+    path = Path(args.notes) if args.notes else out_dir / NOTES_FILE
+    if not path.is_file():
+        if args.notes:
+            raise CliError(f"--notes {path}: no such file")
+        return ""
+    return path.read_text(encoding="utf-8")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from classifiers.datasets import CONCEPTS
     from classifiers.probes.commands import ProbeCommandError, train_all
@@ -106,8 +123,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(f"no SAE at {sae_dir} (cfg.json missing); pass --sae DIR or train the pack's SAE first")
     layers = _layers(args)
     concepts = args.concept or list(CONCEPTS)
-    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     out_dir = Path(args.out) if args.out else pack / "probes"
+    notes = _notes(args, out_dir)
     header = {"command": "saeguard " + " ".join(sys.argv[1:]),
               "max_content_tokens": args.max_content_tokens}
     try:
@@ -168,7 +185,7 @@ def register_probe_commands(subparsers: Any) -> None:
     t.add_argument("--out", default=None, help="output directory (default <pack>/probes)")
     t.add_argument("--concept", action="append", default=None, help="concept(s) to train (default: all four)")
     t.add_argument("--quick", action="store_true", help="only the shipped SAE probe and the two baselines (no research grid)")
-    t.add_argument("--notes", default=None, help="markdown file appended to REPORT.md")
+    t.add_argument("--notes", default=None, help="markdown file appended to REPORT.md (default: <out>/NOTES.md when present)")
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser("eval-probes", help="evaluate the pack's probes (cached sets, or --data FILE.jsonl)")
