@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from classifiers.probes.studies import add_common_args, resolve_store
+
 CS = (0.001, 0.01, 0.1, 1.0)
 
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -75,10 +77,7 @@ def directions(parts: Sequence[Part]) -> dict[str, np.ndarray]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default=None, help="datasets root (default ../shared/datasets)")
-    parser.add_argument("--pack", default="classifiers/packs/smollm2-135m-instruct")
-    parser.add_argument("--store", default=None,
-                        help="residual cache store (default: the one store under var/cache/resid)")
+    add_common_args(parser)
     parser.add_argument("--concepts", default="sycophancy,deception,unsafe_code,bias")
     parser.add_argument("--bases", default="dense:9,sae:9")
     parser.add_argument("--poolings", default="mean,last")
@@ -94,11 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitor.logging_setup import configure_logging
 
     configure_logging()
-    stores = [Path(args.store)] if args.store else sorted(Path("var/cache/resid").glob("*/L*"))
-    if len(stores) != 1:
-        parser.error(f"need exactly one residual cache store, found {[str(s) for s in stores]}: pass --store")
+    store = resolve_store(parser, args.store)
     root = resolve_datasets_root(args.datasets)
-    bank = ResidualBank(stores[0])
+    bank = ResidualBank(store)
     ps = load_pack_sae(Path(args.pack) / "sae")
     feats = TokenFeatures(bank, ps.sae, ps.layer)
     for concept in args.concepts.split(","):

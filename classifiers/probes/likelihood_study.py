@@ -21,14 +21,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+
+from classifiers.probes.studies import add_common_args, resolve_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default=None, help="datasets root (default ../shared/datasets)")
-    parser.add_argument("--store", default=None,
-                        help="residual cache store whose selection is scored (default: the one under var/cache/resid)")
+    add_common_args(parser)
     parser.add_argument("--concepts", default="deception,unsafe_code,bias,sycophancy")
     parser.add_argument("--max-chars", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)
@@ -47,12 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     torch.set_num_threads(args.threads)
-    stores = [Path(args.store)] if args.store else sorted(Path("var/cache/resid").glob("*/L*"))
-    if len(stores) != 1:
-        parser.error(f"need exactly one residual cache store, found {[str(s) for s in stores]}: pass --store")
+    store = resolve_store(parser, args.store)
     t0 = time.perf_counter()
     root = resolve_datasets_root(args.datasets)
-    bank = ResidualBank(stores[0])
+    bank = ResidualBank(store)
     run = Runner(load_model())
     summary: dict[str, dict[str, float]] = {}
     for concept in args.concepts.split(","):

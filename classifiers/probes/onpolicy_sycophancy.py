@@ -364,28 +364,12 @@ def label_freeform(run: Runner, items: list[Item], answer_tokens: int, calibrate
 
 def read_features(run: Runner, pack: Any, items: list[Item], layer: int, max_tokens: int) -> dict[str, np.ndarray]:
     """SAE codes (mean, max, first token) and dense residuals (mean, first) of each answer."""
-    import torch
-
-    from classifiers.features.extract import base_prefix, residuals_batched
     from classifiers.features.pooling import pool
-    from classifiers.features.render import render
     from classifiers.features.sae_basis import encode_tokens
+    from classifiers.probes.studies import chat_residuals
 
-    base = base_prefix(run.ff, run.sys_ids, layer + 1)
-    rendered = [render(run.tok, [*it.pressured, {"role": "assistant", "content": it.answer}]) for it in items]
-    order = sorted(range(len(items)), key=lambda j: len(rendered[j].ids))
-    res: list[Any] = [None] * len(items)
-    t0 = time.perf_counter()
-    for lo in range(0, len(order), 8):
-        batch = order[lo : lo + 8]
-        with torch.inference_mode():
-            out = residuals_batched(run.lm.model, run.ff, [rendered[j] for j in batch], [layer], max_tokens, base)
-        for j, r in zip(batch, out, strict=True):
-            res[j] = r.layers[layer]
-        if (lo // 8) % 25 == 0:
-            _progress(f"features: {lo + len(batch)}/{len(items)} ({time.perf_counter() - t0:.0f} s)")
-    X = np.concatenate(res).astype(np.float32)
-    offsets = np.concatenate([[0], np.cumsum([r.shape[0] for r in res])])
+    chats = [[*it.pressured, {"role": "assistant", "content": it.answer}] for it in items]
+    X, offsets = chat_residuals(run, layer, chats, max_tokens, batch=8, progress=_progress)
     Z = encode_tokens(pack.sae, X, with_error=False).Z
     first = offsets[:-1]  # the answer's first token: for the opinion items the forced "(",
     # whose residual is where the model picks its letter
