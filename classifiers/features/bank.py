@@ -83,5 +83,5 @@ class ResidualBank:
             path, lo, hi = self._where[key]
             parts.append(self._tensor(path, name)[lo:hi])
             offsets[i + 1] = offsets[i] + (hi - lo)
-        X = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros((0,), dtype)
+        X: np.ndarray = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros((0,), dtype)
         return TokenMatrix(X, offsets)

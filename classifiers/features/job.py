@@ -109,18 +109,18 @@ def run_extraction(
                         continue
                 res = residuals_batched(lm.model, ff, [rendered[b] for b in batch], layers,
                                         max_content_tokens, base)
-                for b, r in zip(batch, res, strict=True):
-                    results[b] = r
-                    tokens += rendered[b].start - n_sys + len(r.ids)
+                for b, got in zip(batch, res, strict=True):
+                    results[b] = got
+                    tokens += rendered[b].start - n_sys + len(got.ids)
                 batch = [j]
         else:
             for prefix, members in groups.items():
                 res = residuals_for_prompt_group(
                     lm.model, ff, [rendered[j] for j in members], layers, max_content_tokens, base
                 )
-                for j, r in zip(members, res, strict=True):
-                    results[j] = r
-                tokens += len(prefix) - n_sys + sum(len(r.ids) for r in res)
+                for j, got in zip(members, res, strict=True):
+                    results[j] = got
+                tokens += len(prefix) - n_sys + sum(len(got.ids) for got in res)
         path = out_dir / name / chunk_name(index, [x.key for x in chunk])
         write_chunk(path, keys, results, layers)
         done_tokens += tokens

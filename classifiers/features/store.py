@@ -89,4 +89,5 @@ def iter_chunks(directory: Path) -> Iterator[Path]:
 def load_tensor(path: Path, name: str) -> np.ndarray:
     """One tensor of a chunk file."""
     with safe_open(str(path), framework="numpy") as fh:
-        return fh.get_tensor(name)
+        out: np.ndarray = fh.get_tensor(name)
+    return out

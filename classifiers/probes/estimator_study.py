@@ -53,7 +53,8 @@ def centre_by_group(X: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
 
 def mass_mean(parts: Sequence[Part]) -> np.ndarray:
     """Mean over sources of (positive mean - negative mean)."""
-    return np.mean([X[y == 1].mean(0) - X[y == 0].mean(0) for X, y, _ in parts], axis=0)
+    out: np.ndarray = np.mean([X[y == 1].mean(0) - X[y == 0].mean(0) for X, y, _ in parts], axis=0)
+    return out
 
 
 def directions(parts: Sequence[Part]) -> dict[str, np.ndarray]:

@@ -170,7 +170,8 @@ OUTLIER_NORM_FACTOR = 10.0
 def sink_like(x: torch.Tensor, factor: float = OUTLIER_NORM_FACTOR) -> torch.Tensor:
     """Bool mask over the leading dims of ``x`` [..., d]: norm > factor x median norm."""
     norms = x.float().norm(dim=-1)
-    return norms > factor * norms.flatten().median()
+    mask: torch.Tensor = norms > factor * norms.flatten().median()
+    return mask
 
 
 def load_shards(paths: Sequence[Path], hook_name: str, with_index: bool = False,

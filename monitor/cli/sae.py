@@ -77,7 +77,7 @@ def _command_line() -> str:
     return "saeguard " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _setup(args: argparse.ArgumentParser | Any) -> tuple[Any, Any, Path]:
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Path]:
     import os
 
     import torch
