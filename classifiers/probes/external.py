@@ -8,13 +8,17 @@ One JSON object per line::
 ``messages``: a non-empty list of ``{"role", "content"}`` objects (roles system, user,
 assistant; string content) whose last message is the assistant's, since the probe reads the
 assistant turn. ``label``: the integer 0 or 1. ``concept`` (optional): one of the known
-concepts. An optional ``id`` (string or integer) is kept. Any other key is an error, so a
-misspelt field is not silently ignored. Blank lines are skipped. Every problem is
+concepts. An optional ``id`` (string or integer) is kept. Other keys -- metadata such as
+``source`` or ``meta``, on a line or in a message -- are ignored and listed once in a
+warning, because real data sets carry them; a key that looks like a misspelling of a known
+one (``lable``, ``concpet``, ``contnet``) is an error, so a typo never silently drops a
+label or a concept. Blank lines are skipped. Every problem is
 reported as ``file:line: what is wrong``; up to 20 are collected before raising.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,13 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 from numpy.typing import ArrayLike
 
 from classifiers.datasets.types import CONCEPTS, ROLES
 from classifiers.probes.metrics import auprc, auroc, tpr_at_fpr
 
 _ALLOWED_KEYS = {"messages", "label", "concept", "id"}
+_MESSAGE_KEYS = {"role", "content"}
 _MAX_ERRORS = 20
+
+log = structlog.get_logger(__name__)
 
 
 class ExternalDataError(ValueError):
@@ -60,16 +68,28 @@ class ExternalExample:
         return self.messages[-1]["content"]
 
 
-def _check_messages(messages: Any) -> str | None:
+def _extra_keys(keys: Iterable[str], known: set[str], prefix: str, ignored: set[str]) -> str | None:
+    """An error for a key that looks like a misspelt known key; other extras go to ``ignored``
+    (as ``prefix + key``, e.g. ``messages[].name``)."""
+    for key in sorted(set(keys) - known):
+        near = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75)
+        if near:
+            return f"unknown key(s) [{key!r}] (did you mean {near[0]!r}?)"
+        ignored.add(f"{prefix}{key}")
+    return None
+
+
+def _check_messages(messages: Any, ignored: set[str]) -> str | None:
     if not isinstance(messages, list) or not messages:
         return '"messages" must be a non-empty list'
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             return f"messages[{i}] must be an object with role and content"
-        if set(message) != {"role", "content"}:
-            return (
-                f"messages[{i}] must have exactly the keys role and content, got {sorted(message)}"
-            )
+        problem = _extra_keys(message, _MESSAGE_KEYS, "messages[].", ignored)
+        if problem:
+            return f"messages[{i}]: {problem}"
+        if not set(message) >= _MESSAGE_KEYS:
+            return f"messages[{i}] must have the keys role and content, got {sorted(message)}"
         if message["role"] not in ROLES:
             return f"messages[{i}].role must be one of {list(ROLES)}, got {message['role']!r}"
         if not isinstance(message["content"], str):
@@ -81,17 +101,18 @@ def _check_messages(messages: Any) -> str | None:
     return None
 
 
-def _check_line(obj: Any, concepts: Sequence[str]) -> str | None:
+def _check_line(obj: Any, concepts: Sequence[str], ignored: set[str] | None = None) -> str | None:
     if not isinstance(obj, dict):
         return "expected a JSON object"
-    unknown = set(obj) - _ALLOWED_KEYS
-    if unknown:
-        return f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_ALLOWED_KEYS)}"
+    ignored = set() if ignored is None else ignored
+    problem = _extra_keys(obj, _ALLOWED_KEYS, "", ignored)
+    if problem:
+        return problem
     if "messages" not in obj:
         return 'missing "messages"'
     if "label" not in obj:
         return 'missing "label"'
-    problem = _check_messages(obj["messages"])
+    problem = _check_messages(obj["messages"], ignored)
     if problem:
         return problem
     label = obj["label"]
@@ -112,6 +133,7 @@ def read_external(path: str | Path, concepts: Sequence[str] = CONCEPTS) -> list[
         raise ExternalDataError(f"{path}: file not found")
     errors: list[str] = []
     examples: list[ExternalExample] = []
+    ignored: set[str] = set()
     with path.open(encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -121,13 +143,14 @@ def read_external(path: str | Path, concepts: Sequence[str] = CONCEPTS) -> list[
             except json.JSONDecodeError as exc:
                 errors.append(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
             else:
-                problem = _check_line(obj, concepts)
+                problem = _check_line(obj, concepts, ignored)
                 if problem:
                     errors.append(f"{path}:{lineno}: {problem}")
                 elif not errors:
                     examples.append(
                         ExternalExample(
-                            messages=tuple(dict(m) for m in obj["messages"]),
+                            messages=tuple({"role": m["role"], "content": m["content"]}
+                                           for m in obj["messages"]),
                             label=obj["label"],
                             concept=obj.get("concept"),
                             line=lineno,
@@ -141,6 +164,8 @@ def read_external(path: str | Path, concepts: Sequence[str] = CONCEPTS) -> list[
         raise ExternalDataError("\n".join(errors))
     if not examples:
         raise ExternalDataError(f"{path}: no examples (the file is empty)")
+    if ignored:
+        log.warning("external_keys_ignored", file=str(path), keys=sorted(ignored))
     return examples
 
 

@@ -162,7 +162,19 @@ def test_external_file_reads_valid_lines(tmp_path):
         ),
         (
             json.dumps({"messages": [{"role": "assistant", "content": "a"}], "lable": 1}),
-            "2: unknown key(s) ['lable']",
+            "2: unknown key(s) ['lable'] (did you mean 'label'?)",
+        ),
+        (
+            json.dumps({"messages": [{"role": "assistant", "content": "a"}], "label": 1, "concpet": "bias"}),
+            "2: unknown key(s) ['concpet'] (did you mean 'concept'?)",
+        ),
+        (
+            json.dumps({"messages": [{"role": "assistant", "contnet": "a"}], "label": 1}),
+            "2: messages[0]: unknown key(s) ['contnet'] (did you mean 'content'?)",
+        ),
+        (
+            json.dumps({"messages": [{"role": "assistant"}], "label": 1}),
+            "2: messages[0] must have the keys role and content",
         ),
         ("[1, 2]", "2: expected a JSON object"),
     ],
@@ -207,3 +219,18 @@ def test_tfidf_baseline_learns_a_word_and_scores_transcripts():
     assert baseline.cv_auroc == 1.0
     scores = baseline.score_transcripts(data[:2])
     assert scores[0] > 0.5 > scores[1]
+
+
+def test_external_file_metadata_keys_are_ignored_with_one_warning(tmp_path, capsys):
+    line = {
+        "messages": [{"role": "user", "content": "q", "name": "alice"},
+                     {"role": "assistant", "content": "a"}],
+        "label": 0, "source": "my-eval", "meta": {"split": "test"},
+    }
+    examples = read_external(_write(tmp_path, [GOOD, json.dumps(line)]))
+    assert [e.label for e in examples] == [1, 0]
+    assert examples[1].chat() == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    logged = capsys.readouterr()
+    text = logged.out + logged.err
+    assert "external_keys_ignored" in text
+    assert "messages[].name" in text and "source" in text and "meta" in text
