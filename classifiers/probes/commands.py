@@ -131,7 +131,14 @@ def external_eval(pack: Path, data: Path, concept: str | None, model_spec: str,
     result: dict[str, Any] = {}
     for name, items in groups.items():
         rec = probes.probes[names.index(name)]
-        scores = score_chats(lm, ps.sae, ps.layer, rec.weights[:, None], np.asarray([rec.bias]),
+        scored = score_chats(lm, ps.sae, ps.layer, rec.weights[:, None], np.asarray([rec.bias]),
                              [probe_reading(dict(rec.extra))], [e.chat() for e in items])
-        result[name] = report(scores[:, 0], [e.label for e in items])
+        ok = np.isfinite(scored.scores[:, 0])
+        if not ok.any():
+            raise ProbeCommandError(f"{data}: no {name} chat could be scored (every prompt fills the model's context)")
+        result[name] = report(scored.scores[ok, 0], np.asarray([e.label for e in items])[ok])
+        if scored.truncated:
+            result[name]["truncated"] = len(scored.truncated)
+        if scored.skipped:
+            result[name]["skipped_lines"] = [items[i].line for i in scored.skipped]
     return result

@@ -5,11 +5,17 @@ Per chat: render with the chat template, one fp32 forward to the pack's hook, th
 content tokens (special tokens skipped, as the guard skips them), ``z = sae.encode(x)``,
 ``s_t = sigmoid(z_t @ W + b)``, then each probe's ``runtime_window`` (probes.json) pooled and
 maximised over the response (:mod:`.readings`).
+
+Chats longer than the model's context (``n_ctx``) are read as the guard would have seen
+them: an answer that runs past the context is cut where the context ends (the daemon stops
+generating there), and a chat whose prompt alone fills the context is skipped (the daemon
+refuses such a prompt). Both are counted and logged; skipped chats score NaN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +26,18 @@ from classifiers.probes.readings import Reading, response_scores
 log = structlog.get_logger(__name__)
 
 
+@dataclass
+class ChatScores:
+    """Run-time response scores of a list of chats."""
+
+    scores: np.ndarray
+    """[n_chats, n_probes]; NaN rows for skipped chats."""
+    truncated: list[int] = field(default_factory=list)
+    """Indices of chats whose answer was cut at the model's context length."""
+    skipped: list[int] = field(default_factory=list)
+    """Indices of chats whose prompt alone fills the context (not scored)."""
+
+
 def probe_reading(extra: dict[str, Any]) -> Reading:
     """The window a probe was calibrated for (default: per-token max)."""
     w = extra.get("runtime_window") or {"tokens": 1, "reduce": "max"}
@@ -28,8 +46,8 @@ def probe_reading(extra: dict[str, Any]) -> Reading:
 
 def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
                 readings: Sequence[Reading], chats: Sequence[Sequence[dict[str, str]]],
-                log_every: int = 50) -> np.ndarray:
-    """[n_chats, n_probes] run-time response scores."""
+                log_every: int = 50) -> ChatScores:
+    """Run-time response scores [n_chats, n_probes] (see the module doc for long chats)."""
     import torch
 
     from classifiers.features.extract import residuals_plain
@@ -40,11 +58,22 @@ def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
     special = {int(i) for i in (getattr(lm.tokenizer, "all_special_ids", None) or [])}
     Wt = torch.as_tensor(np.asarray(W, np.float32))
     bt = torch.as_tensor(np.asarray(b, np.float32))
-    out = np.zeros((len(chats), W.shape[1]), dtype=np.float64)
+    n_ctx = int(lm.model.cfg.n_ctx)
+    out = np.full((len(chats), W.shape[1]), np.nan, dtype=np.float64)
+    result = ChatScores(out)
     for i, chat in enumerate(chats):
         rendered = render(lm.tokenizer, chat)
-        res = residuals_plain(lm.model, ff, rendered, [layer], None, keep_fp32=True)
+        room = n_ctx - rendered.start
+        if room < 1:
+            result.skipped.append(i)
+            continue
+        if rendered.n_content > room:
+            result.truncated.append(i)
+        res = residuals_plain(lm.model, ff, rendered, [layer], room, keep_fp32=True)
         keep = np.asarray([int(t) not in special for t in res.ids], dtype=bool)
+        if not keep.any():
+            result.skipped.append(i)
+            continue
         x = torch.as_tensor(res.layers[layer][keep])
         with torch.inference_mode():
             probs = torch.sigmoid(sae.encode(x) @ Wt + bt).numpy()
@@ -53,4 +82,10 @@ def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
             out[i, j] = response_scores(probs[:, j], offsets, reading)[0]
         if log_every and (i + 1) % log_every == 0:
             log.info("scored", done=i + 1, of=len(chats))
-    return out
+    if result.truncated:
+        log.warning("answers_cut_at_context", chats=len(result.truncated), n_ctx=n_ctx,
+                    note="scored on the tokens that fit, as the guard would have")
+    if result.skipped:
+        log.warning("chats_skipped", chats=len(result.skipped), n_ctx=n_ctx,
+                    note="the prompt alone fills the context (the daemon refuses it), or the answer is only special tokens")
+    return result
