@@ -134,8 +134,15 @@ def read_external(path: str | Path, concepts: Sequence[str] = CONCEPTS) -> list[
     errors: list[str] = []
     examples: list[ExternalExample] = []
     ignored: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw_bytes in enumerate(fh, start=1):
+            try:  # a byte-order mark on the first line is tolerated
+                raw = raw_bytes.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                errors.append(f"{path}:{lineno}: not UTF-8 text (byte {exc.start}); save the file as UTF-8")
+                if len(errors) >= _MAX_ERRORS:
+                    break
+                continue
             if not raw.strip():
                 continue
             try:

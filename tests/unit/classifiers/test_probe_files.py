@@ -234,3 +234,16 @@ def test_external_file_metadata_keys_are_ignored_with_one_warning(tmp_path, caps
     text = logged.out + logged.err
     assert "external_keys_ignored" in text
     assert "messages[].name" in text and "source" in text and "meta" in text
+
+
+def test_external_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((GOOD + "\n").encode() + '{"messages": [], "label": 1, "note": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(ExternalDataError, match=r"latin1.jsonl:2: not UTF-8 text"):
+        read_external(path)
+
+
+def test_external_file_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (GOOD + "\n").encode())
+    assert [e.label for e in read_external(path)] == [1]
