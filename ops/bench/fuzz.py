@@ -1,12 +1,16 @@
 """HTTP fuzzing of the running daemon: hypothesis-generated requests (valid-ish and
 hostile) against every endpoint, counting server errors and crashes.
 
-    OMP_NUM_THREADS=1 .venv/bin/python ops/bench/fuzz.py [--cases 10000] [--seed 0] [--threads 1]
+    OMP_NUM_THREADS=1 .venv/bin/python ops/bench/fuzz.py [--cases 10000] [--seed 0] [--threads 1] [--concurrency 1]
 
 Starts a private ``redis-server`` and a real ``saeguard serve`` (real model, committed
 pack, ``policies/default.yaml``) with ``--max-tokens-cap 2 --max-prompt-tokens 512`` so
 that a request that does generate costs one or two decoding steps, then sends
-``--cases`` generated requests one after another:
+``--cases`` generated requests, one after another or, with ``--concurrency N``, N at a
+time from N client threads (each with its own connection pool), so that refusals, aborted
+streams, scoring, policy reloads and chats overlap inside the continuous-batching worker.
+Policy edits are serialised among themselves (they share one file) but overlap with
+everything else:
 
 - bodies of ``/v1/chat/completions`` (streamed or not) and ``/v1/score``: valid ones, and
   valid ones mutated (a field deleted, set to a wrong type / NaN / huge number / huge or
@@ -32,7 +36,7 @@ The strategies (:func:`cases`) and the checker (:func:`send_case`) are imported 
 ``tests/integration/server/test_daemon_fuzz.py``, which runs a few hundred of the same
 cases against the in-process daemon.
 
-The LAST line of stdout is one JSON object: ``cases``, ``server_errors``, ``crashes``,
+The LAST line of stdout is one JSON object: ``cases``, ``concurrency``, ``server_errors``, ``crashes``,
 ``in_flight_at_end`` (requests the daemon still holds after the run: leaks; goal 0),
 ``aborted_streams``, ``cases_per_s``, ``per_endpoint`` ({endpoint: {cases, server_errors}}), ``status``
 (histogram), ``kinds`` (cases per generator kind), ``failures_saved``, ``seed``,
@@ -47,9 +51,11 @@ import json
 import math
 import random
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -496,7 +502,16 @@ def send_case(client: httpx.Client, case: Case, timeout: float = 120.0, policy_p
     return out
 
 
+#: One policy edit at a time: concurrent edits would overwrite each other's file.
+_POLICY_LOCK = threading.Lock()
+
+
 def _policy_edit(client: httpx.Client, case: Case, policy_path: Path | None, timeout: float) -> Outcome:
+    with _POLICY_LOCK:
+        return _policy_edit_locked(client, case, policy_path, timeout)
+
+
+def _policy_edit_locked(client: httpx.Client, case: Case, policy_path: Path | None, timeout: float) -> Outcome:
     """Write a mutated policy, reload: 200 (valid) or 422 whose every issue is
     ``FILE:LINE: field: message`` for that file while the old version keeps serving."""
     out = Outcome()
@@ -614,7 +629,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/saeguard-fuzz"),
                     help="where failing cases and the daemon's log are written")
     ap.add_argument("--keep", type=int, default=20, help="failing cases to save at most")
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="requests in flight at once, from as many client threads (default 1)")
     args = ap.parse_args()
+    if args.concurrency < 1:
+        ap.error("--concurrency must be >= 1")
 
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
@@ -640,35 +659,91 @@ def main() -> int:
         outer.callback(stack.close)
         harness.progress("daemon_ready", base=state["daemon"].base, model=state["model_id"])
 
-        def one_case(case: Case) -> None:
-            if tally.cases >= args.cases:
-                return
-            d, client = state["daemon"], state["client"]
+        lock = threading.Lock()  # the tally and the crash flag
+        local = threading.local()
+        clients: list[httpx.Client] = []
+        pool = ThreadPoolExecutor(max_workers=args.concurrency, thread_name_prefix="fuzz")
+        outer.callback(pool.shutdown)
+        pending: set[Future[None]] = set()
+        submitted = [0]
+
+        def thread_client() -> httpx.Client:
+            # one connection pool per client thread and daemon incarnation
+            if getattr(local, "daemon", None) is not state["daemon"]:
+                local.daemon = state["daemon"]
+                local.client = httpx.Client(base_url=state["daemon"].base, timeout=120)
+                with lock:
+                    clients.append(local.client)
+            client: httpx.Client = local.client
+            return client
+
+        def work(case: Case) -> None:
+            d = state["daemon"]
+            client = state["client"] if args.concurrency == 1 else thread_client()
             outcome = send_case(client, case, policy_path=d.policy)
             crashed = d.proc.poll() is not None or (
                 (outcome.transport_error or tally.cases % 200 == 0) and not healthy(client))
-            tally.record(case, outcome, crashed)
-            if crashed:
-                harness.progress("crash", case=case.describe(), problems=outcome.problems,
-                                 log_tail=d.log_tail(2000))
+            with lock:
+                # one crash, however many in-flight requests saw it (their failures still count)
+                crashed = crashed and not state.get("crashed")
+                tally.record(case, outcome, crashed)
+                if crashed:
+                    harness.progress("crash", case=case.describe(), problems=outcome.problems,
+                                     log_tail=d.log_tail(2000))
+                    state["crashed"] = True
+                if tally.cases % 250 == 0:
+                    harness.progress("fuzz", cases=tally.cases, server_errors=tally.server_errors,
+                                     crashes=tally.crashes, concurrency=args.concurrency,
+                                     cases_per_s=round(tally.cases / (time.perf_counter() - t_start), 1))
+
+        def drain() -> None:
+            while pending:
+                done, _ = wait(pending)
+                pending.difference_update(done)
+                for f in done:
+                    f.result()
+
+        def restart_if_crashed() -> None:
+            if state.get("crashed"):
+                drain()
+                for c in clients:
+                    c.close()
+                clients.clear()
                 stack.close()
                 start()
-            if tally.cases % 250 == 0:
-                harness.progress("fuzz", cases=tally.cases, server_errors=tally.server_errors,
-                                 crashes=tally.crashes,
-                                 cases_per_s=round(tally.cases / (time.perf_counter() - t_start), 1))
+                state["crashed"] = False
+
+        def one_case(case: Case) -> None:
+            if submitted[0] >= args.cases:
+                return
+            submitted[0] += 1
+            if args.concurrency == 1:
+                work(case)
+                restart_if_crashed()
+                return
+            restart_if_crashed()
+            while len(pending) >= args.concurrency:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                pending.difference_update(done)
+                for f in done:
+                    f.result()
+            pending.add(pool.submit(work, case))
 
         strategy = cases(harness.TOKEN, state["model_id"])
         rounds = 0
-        while tally.cases < args.cases:  # hypothesis may stop a little short of max_examples
-            before = tally.cases
-            run = seed(args.seed + rounds)(settings(
-                max_examples=args.cases - tally.cases, deadline=None, database=None, phases=[Phase.generate],
+        while submitted[0] < args.cases:  # hypothesis may stop a little short of max_examples
+            before = submitted[0]
+            run: Callable[[], None] = seed(args.seed + rounds)(settings(
+                max_examples=args.cases - submitted[0], deadline=None, database=None, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))(given(case=strategy)(one_case)))
             run()
             rounds += 1
-            if tally.cases == before:
+            if submitted[0] == before:
                 break
+        drain()
+        restart_if_crashed()
+        for c in clients:
+            c.close()
         final_health = healthy(state["client"]) and state["daemon"].proc.poll() is None
         if not final_health:
             tally.crashes += 1
@@ -685,7 +760,7 @@ def main() -> int:
         "per_endpoint": {k: dict(v) for k, v in sorted(tally.per_endpoint.items())},
         "status": dict(sorted(tally.status.items())), "kinds": dict(sorted(tally.kinds.items())),
         "failures_saved": tally.saved, "seed": args.seed, "daemon_flags": DAEMON_FLAGS,
-        "threads": args.threads, "machine": harness.machine(),
+        "threads": args.threads, "concurrency": args.concurrency, "machine": harness.machine(),
     })
     return 0
 

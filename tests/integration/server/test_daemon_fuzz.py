@@ -8,9 +8,13 @@ cases against ``saeguard serve``) is ``ops/bench/fuzz.py``."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 from ops.bench.fuzz import Case, cases, healthy, in_flight, send_case
 from tests.integration.server.conftest import AUTH, TOKEN, policy_text
@@ -45,3 +49,30 @@ def test_nothing_is_left_in_flight_after_the_fuzz(client):
     ok = client.post("/v1/chat/completions", headers=AUTH, json={
         "model": "default", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2, "temperature": 0})
     assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+N_BATCHES = 15
+BATCH = 8
+
+
+@seed(20261130)
+@settings(max_examples=N_BATCHES, deadline=None, database=None, phases=[Phase.generate],
+          suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(cases(TOKEN, MODEL_ID), min_size=BATCH, max_size=BATCH))
+def test_generated_requests_sent_concurrently_get_no_server_error(daemon, batch: list[Case]):
+    """Eight at a time from eight clients: refusals, aborted streams, scoring, policy reloads
+    and chats overlap inside the batching worker; none gets a server error."""
+    def one(case: Case) -> tuple[Case, Any]:
+        with httpx.Client(base_url=daemon.base, timeout=120) as c:
+            return case, send_case(c, case, policy_path=daemon.policy_path)
+
+    with ThreadPoolExecutor(max_workers=BATCH) as pool:
+        results = list(pool.map(one, batch))
+    for case, outcome in results:
+        assert not outcome.problems, (case.describe(), outcome.status, outcome.problems)
+    with httpx.Client(base_url=daemon.base, timeout=30) as c:
+        assert healthy(c)
+
+
+def test_nothing_is_left_in_flight_after_the_concurrent_fuzz(client):
+    assert in_flight(client, AUTH) == 0
