@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitor.policy.compiled import CompiledPolicy
 from monitor.server.auth import require_admin, require_auth
+from monitor.server.errors import error_body
 from monitor.server.runtime import Runtime
 
 router = APIRouter()
@@ -79,11 +80,22 @@ async def get_policy(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/policy/reload", dependencies=[Depends(require_admin)])
 async def reload_policy(request: Request) -> JSONResponse:
-    """Re-read the policy file; 200 when it is serving (changed or not), 422 when rejected."""
+    """Re-read the policy file; 200 when it is serving (changed or not), 422 when rejected.
+
+    A rejection also carries the ``{"error": {...}}`` envelope every other error status has
+    (message: how many issues, the first one, and the version still serving), so a client
+    that only knows that shape still gets a readable error."""
     rt = _rt(request)
     result = await asyncio.to_thread(rt.store.reload)
-    body = {"ok": result.ok, "changed": result.changed, "version": result.version,
-            "attempted_version": result.attempted_version, "issues": [str(i) for i in result.issues],
-            "warnings": [str(w) for w in result.warnings],
-            "policy": policy_json(rt.store.current, str(rt.store.path))}
+    issues = [str(i) for i in result.issues]
+    body: dict[str, Any] = {
+        "ok": result.ok, "changed": result.changed, "version": result.version,
+        "attempted_version": result.attempted_version, "issues": issues,
+        "warnings": [str(w) for w in result.warnings],
+        "policy": policy_json(rt.store.current, str(rt.store.path))}
+    if not result.ok:
+        first = issues[0] if issues else "rejected"
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        body |= error_body(422, f"policy file rejected, version {str(result.version)[:12]} still serving: "
+                                f"{first}{more}", code="invalid_policy")
     return JSONResponse(body, status_code=200 if result.ok else 422)

@@ -46,6 +46,11 @@ ROWS: list[Row] = [
     ("fuzz", "hypothesis-generated requests against the running daemon", "0 server errors, 0 crashes",
      lambda r: (f"{r['cases']} cases: server errors **{r['server_errors']}**, crashes **{r['crashes']}**",
                 r["server_errors"] == 0 and r["crashes"] == 0)),
+    ("fuzz_concurrent", "the same cases, 8 at a time from 8 client threads", "0 server errors, 0 crashes, "
+     "nothing left in flight",
+     lambda r: (f"{r['cases']} cases at concurrency {r['concurrency']}: server errors **{r['server_errors']}**, "
+                f"crashes **{r['crashes']}**, in flight at end {r['in_flight_at_end']}",
+                r["server_errors"] == 0 and r["crashes"] == 0 and r["in_flight_at_end"] == 0)),
     ("soak", "1,000 mixed requests, daemon RSS after warm-up vs end", "`rss_growth` < 5%",
      lambda r: (f"{r['requests']} requests, failed {r['failed']}: RSS {_f(r['rss_warm_mb'], 0)} → "
                 f"{_f(r['rss_end_mb'], 0)} MB, `rss_growth` **{r['rss_growth'] * 100:.1f}%**",

@@ -17,11 +17,12 @@ declare -A CMD=(
   [faults_fail_open]="ops/bench/faults.py --mode fail_open"
   [faults_fail_closed]="ops/bench/faults.py --mode fail_closed"
   [fuzz]="ops/bench/fuzz.py"
+  [fuzz_concurrent]="ops/bench/fuzz.py --concurrency 8"
   [soak]="ops/bench/soak.py --png ops/bench/results/soak_rss.png"
   [alert_latency]="ops/bench/alert_latency.py"
   [generation]="ops/bench/generation.py"
 )
-ORDER=(concurrency alert_latency faults_fail_open faults_fail_closed soak fuzz generation)
+ORDER=(concurrency alert_latency faults_fail_open faults_fail_closed soak fuzz fuzz_concurrent generation)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 for name in "${ORDER[@]}"; do
   echo "[bench] $name: ${CMD[$name]}" >&2

@@ -97,6 +97,10 @@ def test_ops_endpoints_and_reload_auth(daemon, tmp_path):
         r = client.post("/v1/policy/reload", headers=AUTH)
         assert r.status_code == 422 and r.json()["ok"] is False and r.json()["version"] == version
         assert r.json()["issues"]
+        # ... and carries the error envelope every other error status has
+        err = r.json()["error"]
+        assert err["code"] == "invalid_policy" and version[:12] in err["message"]
+        assert r.json()["issues"][0] in err["message"]
         ready = client.get("/readyz").json()
         assert ready["policy"]["version"] == version and ready["policy"]["last_reload_error"]["issues"]
         r = client.post("/v1/chat/completions", json={"model": M, "messages": OK_MSGS, "max_tokens": 4,
