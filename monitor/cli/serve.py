@@ -10,7 +10,7 @@ FLAG_FIELDS = {
     "threads": "threads", "pack": "pack_dir", "policy": "policy", "redis": "redis_url", "stream": "stream",
     "spool_dir": "spool_dir", "auth_token": "auth_token", "max_prompt_tokens": "max_prompt_tokens",
     "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s", "max_batch": "max_batch",
-    "max_queue": "max_queue",
+    "max_queue": "max_queue", "dedup_ttl": "dedup_ttl_s",
 }
 
 
@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-batch", type=int, metavar="N",
                    help="chat requests decoded together (continuous batching; default 8, 1: one at a time)")
     p.add_argument("--max-queue", type=int, metavar="N", help="requests waiting for the model before 503 (default 64)")
+    p.add_argument("--dedup-ttl", type=int, metavar="S",
+                   help="seconds each alert's write-once key lives in Redis (default 86400; >= 60). It must "
+                        "outlast the longest Redis outage the spool may replay after; ~135 bytes per alert")
     p.add_argument("--shutdown-timeout", type=float, metavar="S", help="SIGTERM drain timeout (default 30)")
     p.add_argument("--no-watch", action="store_true", help="do not reload the policy on file changes")
     p.add_argument("--log-format", choices=("console", "json"), default="json", help="default json")

@@ -138,7 +138,8 @@ class Runtime:
         except (PackError, PackInfoError) as exc:
             raise StartupError(f"guard pack: {exc}") from None
         spool = Spool(Path(settings.spool_dir))
-        writer = RedisStreamWriter(make_redis_client(settings.redis_url), settings.stream, settings.stream_maxlen)
+        writer = RedisStreamWriter(make_redis_client(settings.redis_url), settings.stream, settings.stream_maxlen,
+                                   dedup_ttl_s=settings.dedup_ttl_s)
         sink = AlertSink(writer, spool)
         publish = counting_publisher(sink.publish, metrics)
         store = ObservedPolicyStore(settings.policy, pack_info, on_alert=publish)

@@ -41,6 +41,8 @@ class ServerSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the alert stream.")
     stream: str = Field("saeguard:alerts", description="Alert stream key.")
     stream_maxlen: int = Field(100_000, ge=1, description="Approximate MAXLEN of the stream.")
+    dedup_ttl_s: int = Field(86_400, ge=60, description="How long each alert's write-once key lives in Redis "
+                             "(a replay of that alert within it adds nothing twice; ~135 bytes per alert).")
     spool_dir: Path = Field(Path("var/spool"), description="Alert spool directory (used while Redis is away).")
     auth_token: str = Field("", description="Bearer token; required for non-loopback binds and policy reload.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longest accepted prompt in tokens (413 above).")

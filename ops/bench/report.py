@@ -58,6 +58,10 @@ ROWS: list[Row] = [
     ("alert_latency", "token generated → alert visible to an XREAD subscriber", "p99 ≤ 20 ms",
      lambda r: (f"{r.get('alerts', '?')} alerts: p50 {_f(r['p50_ms'], 1)} ms, p99 **{_f(r['p99_ms'], 1)} ms**",
                 r["p99_ms"] <= 20)),
+    ("alert_memory", "Redis memory per alert: stream entry (capped by MAXLEN) and write-once key "
+     "(kept `dedup_ttl_s`)", "for sizing (no goal)",
+     lambda r: (f"stream {_f(r['stream_bytes_per_alert'], 0)} B/alert; write-once keys {_f(r['other_bytes_per_alert'], 0)} "
+                f"B/alert = **{_f(r['dedup_mb_per_day_at_1_alert_per_s'], 1)} MB per (alert/s)** at a one-day TTL", None)),
     ("generation", "one stream: engine with a clamping tap vs HF `generate`", "`ratio_clamp_vs_hf` ≥ 1.0",
      lambda r: (f"HF {_f(r['hf_tok_s'], 1)} tok/s, engine + clamp tap {_f(r['engine_clamp_tok_s'], 1)} tok/s; "
                 f"ratio **{_f(r['ratio_clamp_vs_hf'])}**", r["ratio_clamp_vs_hf"] >= 1.0)),

@@ -20,9 +20,10 @@ declare -A CMD=(
   [fuzz_concurrent]="ops/bench/fuzz.py --concurrency 8"
   [soak]="ops/bench/soak.py --png ops/bench/results/soak_rss.png"
   [alert_latency]="ops/bench/alert_latency.py"
+  [alert_memory]="ops/bench/alert_memory.py"
   [generation]="ops/bench/generation.py"
 )
-ORDER=(concurrency alert_latency faults_fail_open faults_fail_closed soak fuzz fuzz_concurrent generation)
+ORDER=(concurrency alert_latency alert_memory faults_fail_open faults_fail_closed soak fuzz fuzz_concurrent generation)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 for name in "${ORDER[@]}"; do
   echo "[bench] $name: ${CMD[$name]}" >&2

@@ -120,6 +120,10 @@ class Daemon:
         return str(r.json()["version"])
 
 
+#: The in-process daemon's write-once key lifetime (not the default, so tests see it applied).
+DEDUP_TTL_S = 3600
+
+
 @contextmanager
 def start_daemon(loaded_model: Any, pack: Path, redis_url: str, tmp: Path) -> Iterator[Daemon]:
     """The daemon in-process on a free port (empty policy to start with)."""
@@ -132,7 +136,7 @@ def start_daemon(loaded_model: Any, pack: Path, redis_url: str, tmp: Path) -> It
     settings = load_settings(None, host="127.0.0.1", port=0, pack_dir=pack, policy=policy_path,
                              redis_url=redis_url, stream="test:alerts", spool_dir=tmp / "spool",
                              auth_token=TOKEN, watch_policy=False, shutdown_timeout_s=10.0,
-                             max_tokens_cap=64, default_max_tokens=8)
+                             max_tokens_cap=64, default_max_tokens=8, dedup_ttl_s=DEDUP_TTL_S)
     runtime = Runtime.build(settings, loaded_model=loaded_model)
     with serve_in_thread(runtime) as (_server, base):
         yield Daemon(base, runtime, policy_path, redis_url)

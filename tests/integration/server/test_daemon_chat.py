@@ -12,10 +12,12 @@ import pytest
 import redis
 
 from monitor.alerts.model import Alert
+from monitor.alerts.redis_stream import dedup_prefix_for
 from tests.integration.server.conftest import (
     ALERT_RULE,
     AUTH,
     CLAMP_RULE,
+    DEDUP_TTL_S,
     STOP_RULE,
     policy_text,
 )
@@ -93,6 +95,9 @@ def test_stream_carries_alert_with_every_design_field_and_policy_version(daemon)
                                                    if f[b"alert_id"].decode() == resp_alert["alert_id"]).items()}
     assert set(DESIGN_FIELDS) <= set(raw) and raw["policy_version"] == version
     assert {f.name for f in fields(Alert)} <= set(resp_alert)
+    # its write-once key lives as long as the daemon's dedup_ttl_s says
+    ttl = client.ttl(f"{dedup_prefix_for('test:alerts')}{resp_alert['alert_id']}")
+    assert DEDUP_TTL_S - 120 < ttl <= DEDUP_TTL_S
 
 
 def test_clamp_changes_tokens_and_shadow_leaves_them_identical(daemon):

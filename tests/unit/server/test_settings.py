@@ -65,3 +65,12 @@ def test_out_of_range_and_missing_file():
 def test_is_loopback():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+
+
+def test_dedup_ttl_defaults_to_a_day_and_refuses_less_than_a_minute(monkeypatch):
+    assert load_settings().dedup_ttl_s == 86_400
+    monkeypatch.setenv("SAEGUARD_DEDUP_TTL_S", "7200")
+    assert load_settings().dedup_ttl_s == 7200
+    assert load_settings(dedup_ttl_s=600).dedup_ttl_s == 600
+    with pytest.raises(SettingsError, match="dedup_ttl_s"):
+        load_settings(dedup_ttl_s=10)
