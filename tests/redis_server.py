@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -38,7 +39,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process bound to 127.0.0.1:``port`` with data in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "always") -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, appendfsync: str = "always",
+                 extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = tuple(extra_args)
+        """More redis-server flags, e.g. ``("--replicaof", "127.0.0.1", "6379")``."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -67,6 +71,7 @@ class RedisServer:
             "--appendfsync", self.appendfsync,
             "--save", "",
             "--logfile", "redis.log",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

@@ -89,10 +89,21 @@ class RedisStreamWriter:
         maxlen: int = 100_000,
         dedup_ttl_s: int = 86_400,
         dedup_prefix: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
+        """``wait_replicas`` > 0: a batch counts as written only once that many replicas
+        have it (``WAIT`` at the end of the pipeline). Redis replicates asynchronously, so
+        without it an alert the primary acknowledged can vanish in a failover; with it, a
+        batch the replicas did not confirm within ``wait_timeout_ms`` raises
+        :class:`AlertTransportError` and stays in the spool (re-sending is harmless)."""
+        if wait_replicas < 0 or wait_timeout_ms < 1:
+            raise ValueError("wait_replicas must be >= 0 and wait_timeout_ms >= 1")
         self.client = client
         self.stream = stream
         self.maxlen = maxlen
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.dedup_ttl_s = dedup_ttl_s
         self.dedup_prefix = dedup_prefix if dedup_prefix is not None else dedup_prefix_for(stream)
 
@@ -118,6 +129,13 @@ class RedisStreamWriter:
                 replies = self._pipeline(alerts).execute()
         except redis.RedisError as exc:
             raise AlertTransportError(f"{type(exc).__name__}: {exc}") from exc
+        if self.wait_replicas:
+            acked = int(replies[-1])
+            replies = replies[:-1]
+            if acked < self.wait_replicas:
+                raise AlertTransportError(
+                    f"only {acked} of {self.wait_replicas} replica(s) confirmed the batch within "
+                    f"{self.wait_timeout_ms} ms (kept in the spool, sent again later)")
         added = sum(1 for r in replies if r)
         return SendResult(added=added, duplicates=len(replies) - added)
 
@@ -130,6 +148,9 @@ class RedisStreamWriter:
             pipe.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", _XADD_ONCE_SHA, 2, self.stream, self.dedup_prefix + alert.alert_id, *args
             )
+        if self.wait_replicas:
+            # on the pipeline's own connection: WAIT covers the writes this connection made
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)  # type: ignore[no-untyped-call]
         return pipe
 
     def ping(self) -> bool:

@@ -10,7 +10,7 @@ FLAG_FIELDS = {
     "threads": "threads", "pack": "pack_dir", "policy": "policy", "redis": "redis_url", "stream": "stream",
     "spool_dir": "spool_dir", "auth_token": "auth_token", "max_prompt_tokens": "max_prompt_tokens",
     "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s", "max_batch": "max_batch",
-    "max_queue": "max_queue", "dedup_ttl": "dedup_ttl_s",
+    "max_queue": "max_queue", "dedup_ttl": "dedup_ttl_s", "redis_wait_replicas": "redis_wait_replicas",
 }
 
 
@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-batch", type=int, metavar="N",
                    help="chat requests decoded together (continuous batching; default 8, 1: one at a time)")
     p.add_argument("--max-queue", type=int, metavar="N", help="requests waiting for the model before 503 (default 64)")
+    p.add_argument("--redis-wait-replicas", type=int, metavar="N",
+                   help="replicas that must confirm each alert batch (Redis WAIT) before it counts as delivered "
+                        "(default 0; not with redis+cluster://)")
     p.add_argument("--dedup-ttl", type=int, metavar="S",
                    help="seconds each alert's write-once key lives in Redis (default 86400; >= 60). It must "
                         "outlast the longest Redis outage the spool may replay after; ~135 bytes per alert")

@@ -139,7 +139,8 @@ class Runtime:
             raise StartupError(f"guard pack: {exc}") from None
         spool = Spool(Path(settings.spool_dir))
         writer = RedisStreamWriter(make_redis_client(settings.redis_url), settings.stream, settings.stream_maxlen,
-                                   dedup_ttl_s=settings.dedup_ttl_s)
+                                   dedup_ttl_s=settings.dedup_ttl_s, wait_replicas=settings.redis_wait_replicas,
+                                   wait_timeout_ms=settings.redis_wait_timeout_ms)
         sink = AlertSink(writer, spool)
         publish = counting_publisher(sink.publish, metrics)
         store = ObservedPolicyStore(settings.policy, pack_info, on_alert=publish)

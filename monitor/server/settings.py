@@ -41,6 +41,10 @@ class ServerSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the alert stream.")
     stream: str = Field("saeguard:alerts", description="Alert stream key.")
     stream_maxlen: int = Field(100_000, ge=1, description="Approximate MAXLEN of the stream.")
+    redis_wait_replicas: int = Field(0, ge=0, description="Replicas that must confirm each alert batch (Redis WAIT) "
+                                     "before it counts as delivered; 0: the primary's reply is enough.")
+    redis_wait_timeout_ms: int = Field(500, ge=1, le=900, description="How long a batch waits for those replicas "
+                                       "(under the 1 s Redis socket timeout); unconfirmed batches stay spooled.")
     dedup_ttl_s: int = Field(86_400, ge=60, description="How long each alert's write-once key lives in Redis "
                              "(a replay of that alert within it adds nothing twice; ~135 bytes per alert).")
     spool_dir: Path = Field(Path("var/spool"), description="Alert spool directory (used while Redis is away).")
@@ -75,6 +79,9 @@ class ServerSettings(BaseSettings):
         if not is_loopback(self.host) and not self.auth_token:
             raise ValueError(f"binding {self.host} (not loopback) needs auth_token "
                              "(--auth-token or SAEGUARD_AUTH_TOKEN)")
+        if self.redis_wait_replicas and self.redis_url.startswith("redis+cluster://"):
+            raise ValueError("redis_wait_replicas is not supported with a redis+cluster:// URL "
+                             "(WAIT would not reach the stream's node); use 0")
         return self
 
     @property

@@ -74,3 +74,13 @@ def test_dedup_ttl_defaults_to_a_day_and_refuses_less_than_a_minute(monkeypatch)
     assert load_settings(dedup_ttl_s=600).dedup_ttl_s == 600
     with pytest.raises(SettingsError, match="dedup_ttl_s"):
         load_settings(dedup_ttl_s=10)
+
+
+def test_replica_confirmation_is_off_by_default_and_refused_on_a_cluster_url():
+    s = load_settings()
+    assert (s.redis_wait_replicas, s.redis_wait_timeout_ms) == (0, 500)
+    assert load_settings(redis_wait_replicas=1).redis_wait_replicas == 1
+    with pytest.raises(SettingsError, match="redis_wait_replicas is not supported"):
+        load_settings(redis_wait_replicas=1, redis_url="redis+cluster://127.0.0.1:7000")
+    with pytest.raises(SettingsError, match="redis_wait_timeout_ms"):
+        load_settings(redis_wait_timeout_ms=5000)
