@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifiers.features.sae_basis import encode_tokens
     from classifiers.probes.commands import load_pack_sae
     from classifiers.probes.metrics import auroc
+    from classifiers.probes.sources_data import identical_pairs
     from classifiers.probes.train import train_probe
     from monitor.engine.fastpath import FastForward
     from monitor.logging_setup import configure_logging
@@ -74,10 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     sys.stderr.write(f"[code_window_study] {name}: {i}/{len(ts)} ({time.perf_counter() - t0:.0f} s)\n")
         groups = np.asarray([t.group for t in ts])
         keep = np.ones(len(ts), bool)
-        for g in np.unique(groups):
-            members = np.flatnonzero(groups == g)
-            if members.size >= 2 and len({ids[j] for j in members}) == 1:
-                keep[members] = False
+        keep[sorted(identical_pairs(ts, ids))] = False
         X = np.concatenate([r for r, k in zip(rows, keep, strict=True) if k])
         offsets = np.concatenate([[0], np.cumsum([r.shape[0] for r, k in zip(rows, keep, strict=True) if k])])
         Z = encode_tokens(ps.sae, X, with_error=False).Z

@@ -61,10 +61,10 @@ def directions(parts: Sequence[Part]) -> dict[str, np.ndarray]:
     """Every estimator's weight vector over raw features, trained on ``parts``."""
     from classifiers.probes.train import train_probe
 
-    out = {"massmean": mass_mean(parts)}
-    spread = np.vstack([X for X, _, _ in parts]).std(0) + 1e-6
-    out["massmean_z"] = mass_mean([(X / spread, y, g) for X, y, g in parts]) / spread
     X = np.vstack([p[0] for p in parts])
+    spread = X.std(0) + 1e-6
+    out = {"massmean": mass_mean(parts),
+           "massmean_z": mass_mean([(Xs / spread, ys, gs) for Xs, ys, gs in parts]) / spread}
     y = np.concatenate([p[1] for p in parts])
     g = np.concatenate([p[2] for p in parts])
     by_source = np.concatenate([np.full(p[1].size, i) for i, p in enumerate(parts)])

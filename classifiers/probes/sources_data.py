@@ -54,6 +54,22 @@ class SourceData:
         return [t.assistant_text for t in self.transcripts]
 
 
+def identical_pairs(transcripts: Sequence[Transcript], token_bytes: Sequence[bytes]) -> set[int]:
+    """Indices of contrastive groups (both labels) whose members are the same token
+    sequence (``token_bytes[i]``: transcript i's read tokens, e.g. cut at a window): they
+    carry no signal."""
+    by_group: dict[str, list[int]] = {}
+    for i, t in enumerate(transcripts):
+        by_group.setdefault(t.group, []).append(i)
+    drop: set[int] = set()
+    for members in by_group.values():
+        if len(members) < 2 or {transcripts[i].label for i in members} != {0, 1}:
+            continue
+        if len({token_bytes[i] for i in members}) == 1:
+            drop.update(members)
+    return drop
+
+
 def load_source(
     source: Source,
     root: Path,
@@ -69,19 +85,12 @@ def load_source(
     if len(cached) < len(selected):
         log.warning("items_not_cached", source=source.name, missing=len(selected) - len(cached),
                     of=len(selected))
-    by_group: dict[str, list[int]] = {}
-    for i, (t, _) in enumerate(cached):
-        by_group.setdefault(t.group, []).append(i)
     drop: set[int] = set()
     ids_of = bank.ids([k for _, k in cached]) if cached else None
     if ids_of is not None:
-        for members in by_group.values():
-            labels = {cached[i][0].label for i in members}
-            if len(members) < 2 or labels != {0, 1}:
-                continue
-            seqs = {ids_of.X[ids_of.offsets[i] : ids_of.offsets[i + 1]].tobytes() for i in members}
-            if len(seqs) == 1:
-                drop.update(members)
+        drop = identical_pairs([t for t, _ in cached],
+                               [ids_of.X[ids_of.offsets[i] : ids_of.offsets[i + 1]].tobytes()
+                                for i in range(len(cached))])
     if drop:
         log.info("identical_pairs_dropped", source=source.name, transcripts=len(drop))
     kept = [c for i, c in enumerate(cached) if i not in drop]

@@ -35,3 +35,15 @@ def test_every_estimator_finds_a_within_pair_direction_under_a_large_between_pai
     for name, w in directions(parts[:1] + parts[:1]).items():
         assert abs(w[1]) > abs(w[0]) and abs(w[1]) > abs(w[2]), name
         assert auroc(held_X @ w, held_y) > 0.9, name
+
+
+def test_identical_pairs_are_contrastive_groups_whose_members_read_the_same() -> None:
+    from classifiers.datasets import Transcript, chat_pair
+    from classifiers.probes.sources_data import identical_pairs
+
+    def t(group: str, label: int) -> Transcript:
+        return Transcript(chat_pair("q", "a"), label, "unsafe_code", "code_sven", group, {})
+
+    ts = [t("same", 1), t("same", 0), t("differs", 1), t("differs", 0), t("one-label", 1), t("one-label", 1)]
+    seqs = [b"x", b"x", b"y", b"z", b"w", b"w"]
+    assert identical_pairs(ts, seqs) == {0, 1}
