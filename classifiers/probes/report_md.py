@@ -1,4 +1,10 @@
-"""REPORT.md and ROC curves for the probes directory of a pack."""
+"""REPORT.md and ROC curves for the probes directory of a pack.
+
+REPORT.md is the generated tables followed by the hand-written ``NOTES.md`` beside it.
+After editing only NOTES.md, put it into the report without retraining:
+
+    python -m classifiers.probes.report_md classifiers/packs/smollm2-135m-instruct/probes
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,16 @@ from typing import Any
 import numpy as np
 
 from classifiers.probes.metrics import RocCurve, roc_png
+
+#: First characters of NOTES.md: where the hand-written part of REPORT.md begins.
+NOTES_MARKER = "<!-- Everything from here down is hand-written"
+
+
+def with_notes(report: str, notes: str) -> str:
+    """``report`` with its hand-written part (from :data:`NOTES_MARKER` on, if any)
+    replaced by ``notes``."""
+    generated = report.split(NOTES_MARKER, 1)[0].rstrip("\n") + "\n"
+    return f"{generated}\n{notes.strip()}\n" if notes.strip() else generated
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -101,6 +117,25 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
             mean_lo = np.mean([v for v in lo.values() if v is not None]) if lo else None
             lines.append(f"| {o.record.concept} | {r.attempt.basis} | {r.attempt.pooling} | {r.c:g} "
                          f"| {_f(r.cv_auroc)} | {_f(np.mean(ins) if ins else None)} | {lo_txt} | {_f(mean_lo)} |")
-    if notes.strip():
-        lines += ["", notes.strip()]
-    return "\n".join(lines) + "\n"
+    return with_notes("\n".join(lines) + "\n", notes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Replace REPORT.md's hand-written part by NOTES.md (no retraining).")
+    ap.add_argument("probes_dir", type=Path)
+    args = ap.parse_args(argv)
+    report_path, notes_path = args.probes_dir / "REPORT.md", args.probes_dir / "NOTES.md"
+    notes = notes_path.read_text(encoding="utf-8")
+    if not notes.startswith(NOTES_MARKER):
+        ap.error(f"{notes_path} must start with {NOTES_MARKER!r} (that line marks where it begins in REPORT.md)")
+    report = report_path.read_text(encoding="utf-8")
+    if NOTES_MARKER not in report:
+        ap.error(f"{report_path} has no hand-written part to replace; run `saeguard train-probes`")
+    report_path.write_text(with_notes(report, notes), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

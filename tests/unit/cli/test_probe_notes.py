@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from classifiers.probes.report_md import NOTES_MARKER, with_notes
 from monitor.cli import CliError
 from monitor.cli.probes import NOTES_FILE, _notes
 
@@ -35,4 +36,15 @@ def test_missing_explicit_notes_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_shipped_report_ends_with_the_shipped_notes() -> None:
     probes = Path(__file__).resolve().parents[3] / "classifiers/packs/smollm2-135m-instruct/probes"
     notes = (probes / NOTES_FILE).read_text(encoding="utf-8").strip()
-    assert (probes / "REPORT.md").read_text(encoding="utf-8").rstrip().endswith(notes)
+    assert (probes / "REPORT.md").read_text(encoding="utf-8").rstrip().endswith(notes), (
+        "NOTES.md changed: run `python -m classifiers.probes.report_md " + str(probes.relative_to(probes.parents[3]))
+        + "` to put it into REPORT.md")
+
+
+def test_new_notes_replace_the_old_ones_and_leave_the_tables() -> None:
+    tables = "# Probe report\n\n| a | b |\n|---|---|\n"
+    old = with_notes(tables, NOTES_MARKER + " -->\n\n## Old findings\n")
+    new = with_notes(old, NOTES_MARKER + " -->\n\n## New findings\n")
+    assert new == tables + "\n" + NOTES_MARKER + " -->\n\n## New findings\n"
+    assert with_notes(new, NOTES_MARKER + " -->\n\n## New findings\n") == new
+    assert with_notes(old, "") == tables
