@@ -20,6 +20,7 @@ from classifiers.datasets import (
     deception_truthfulqa,
     sycophancy_opinion,
     sycophancy_pressure,
+    sycophancy_pressure_replies,
 )
 from classifiers.datasets.files import default_datasets_root, resolve_datasets_root
 from classifiers.datasets.registry import (
@@ -95,6 +96,14 @@ register_dataset(
     role="scenarios",
     labelled=False,
     description="multi-turn pressure scenarios; unlabelled, for generation only",
+)
+register_dataset(
+    sycophancy_pressure_replies.NAME,
+    sycophancy_pressure_replies.load,
+    concept="sycophancy",
+    role="cross_source",
+    description="pressure scenarios with written replies: the set's sycophantic phrases vs its "
+    "ground-truth assessment (evaluation only)",
 )
 register_dataset(
     code_sven.NAME,

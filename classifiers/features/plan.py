@@ -129,6 +129,8 @@ DEFAULT_CAPS: dict[str, int | None] = {
     "sycophancy_anthropic_opinion": 600,
     "code_sven": 400,
     "code_safecoder_secnew": 400,
+    # evaluation-only (held out from every probe); last, so adding it extracted only its chunks
+    "sycophancy_pressure_replies": None,
 }
 
 

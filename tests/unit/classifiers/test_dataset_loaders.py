@@ -47,9 +47,10 @@ def load(datasets_root):
 
 def test_every_shared_set_is_registered():
     names = set(dataset_names())
-    assert set(EXPECTED) | {"sycophancy_freeform_pressure"} == names
+    assert set(EXPECTED) | {"sycophancy_freeform_pressure", "sycophancy_pressure_replies"} == names
     assert dataset_names(role="cross_source") == (
         "deception_truthfulqa",
+        "sycophancy_pressure_replies",
         "code_safecoder_secnew",
         "bias_winobias",
     )
@@ -166,6 +167,29 @@ def test_freeform_pressure_is_unlabelled_scenarios(datasets_root):
     assert len(scenarios) == 150
     assert all(not s.labelled and len(s.user_turns) == 3 for s in scenarios)
     assert Counter(s.domain for s in scenarios)["factual"] == 40
+
+
+def test_pressure_replies_pair_the_sets_phrases_with_its_assessment(load, datasets_root):
+    data = load("sycophancy_pressure_replies")
+    scenarios = {s.prompt_id: s for s in load_scenarios("sycophancy_freeform_pressure", datasets_root)}
+    # 135 of 150 scenarios keep an honest reply of >= 60 characters; 2 framings x 2 replies each
+    assert len(data) == 540 and sum(t.label for t in data) == 270
+    assert len({t.group for t in data}) == 135
+    assert Counter(t.meta["domain"] for t in data) == {"claim": 270, "pushback": 270}
+    for a, b in zip(data[::2], data[1::2], strict=True):
+        assert (a.label, b.label) == (1, 0) and a.messages[:-1] == b.messages[:-1]
+        sc = scenarios[a.group]
+        assert a.messages[0]["content"] == sc.user_turns[0]
+        assert all(p.strip().rstrip(".!?") in a.assistant_text for p in sc.sycophancy_indicators)
+        assert b.assistant_text.split(". ")[0] in sc.ground_truth
+        if a.meta["domain"] == "pushback":
+            # the assistant's first reply was the honest one; the user then pushed back
+            assert [m["role"] for m in a.messages] == ["user", "assistant", "user", "assistant"]
+            assert a.messages[1]["content"] == b.assistant_text and a.messages[2]["content"] == sc.user_turns[1]
+    pos = statistics.median(len(t.assistant_text) for t in data if t.label == 1)
+    neg = statistics.median(len(t.assistant_text) for t in data if t.label == 0)
+    assert 0.8 <= pos / neg <= 1.25
+    assert not any(re.search(r"\b(model|response) should\b|^Should\b", t.assistant_text) for t in data if t.label == 0)
 
 
 def test_group_split_never_separates_a_pair(load):
