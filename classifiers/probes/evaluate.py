@@ -53,13 +53,16 @@ def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
         if rec.name not in wanted:
             continue
         framing = FRAMINGS[rec.concept]
-        sources = load_sources(framing.sources + framing.extra_eval, root, bank)
+        sources = load_sources(framing.evaluated, root, bank)
         train_names = [s.name for s in framing.sources]
+        held = framing.held_out_names
         fit = ProbeFit(rec.weights, rec.bias, 0, 0, 0, (), 0, 0, 0, 0, "l2", 0)
         reading = probe_reading(dict(rec.extra))
-        dense = run_attempt(rec.concept, Attempt(f"dense:{ps.layer}", "mean"), feats, sources, train_names)[0]
-        tfidf = run_tfidf(rec.concept, sources, train_names)
-        sae_loso = run_attempt(rec.concept, Attempt(f"sae:{ps.layer}", "mean"), feats, sources, train_names)[0]
+        dense = run_attempt(rec.concept, Attempt(f"dense:{ps.layer}", "mean"), feats, sources, train_names,
+                            held_out=held)[0]
+        tfidf = run_tfidf(rec.concept, sources, train_names, held_out=held)
+        sae_loso = run_attempt(rec.concept, Attempt(f"sae:{ps.layer}", "mean"), feats, sources, train_names,
+                               held_out=held)[0]
         curves = []
         res: dict[str, Any] = {}
         for name, sd in sources.items():
@@ -68,9 +71,10 @@ def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
             mask = sd.val if name in train_names else np.ones(sd.y.size, bool)
             split = "val" if name in train_names else "all"
             rep = report(r[mask], sd.y[mask])
+            base_of = "cross" if name in held else "in_source"
             res[f"{split}|{name}"] = {"sae_runtime": rep,
-                                      "dense": dense.in_source.get(name, {}).get("pooled"),
-                                      "tfidf": tfidf.in_source.get(name, {}).get("pooled")}
+                                      "dense": getattr(dense, base_of).get(name, {}).get("pooled"),
+                                      "tfidf": getattr(tfidf, base_of).get(name, {}).get("pooled")}
             curves.append(RocCurve(f"SAE ({reading.name}) / {name} {split}", r[mask], sd.y[mask]))
             rows.append(f"{rec.name:12s} {name:43s} {split:5s} {rep['n']:5d}   {_f(rep['auroc'])}        "
                         f"{_f(rep['tpr_at_1pct_fpr'])}      {_f(res[f'{split}|{name}']['dense'] and res[f'{split}|{name}']['dense']['auroc'])}   "
@@ -91,6 +95,6 @@ def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
         out[rec.name] = res
     (pack / "probes" / "eval.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
     rows.append("held = leave-one-source-out (the recipe trained without that source); val = in-source "
-                "validation split; all = evaluation-only source. SAE-runtime: per-token scores pooled by "
+                "validation split; all = evaluation-only or held-out source, scored in full. SAE-runtime: per-token scores pooled by "
                 "the probe's calibrated window, max over the response.")
     return "\n".join(rows)

@@ -5,7 +5,9 @@ For one concept, an *attempt* is (basis, pooling, C grid). It is run twice:
 - **shipped-style**: trained on the training splits of all the concept's sources, scored on
   each source's validation split (in-source numbers);
 - **leave-one-source-out (LOSO)**: for each source S, trained on the training splits of the
-  other sources and scored on all of S (the generalisation estimate: S is never seen).
+  other sources and scored on all of S (the generalisation estimate: S is never seen);
+- **held-out sources** (``held_out``): sources no fit ever trains on; the shipped-style fit
+  is scored on all of each (``cross``). Nothing is chosen on them.
 
 C is chosen by cross-validation on the training data only: leave-one-source-out folds when
 there are two or more training sources (C that transfers between sources), grouped k-fold
@@ -67,12 +69,15 @@ class AttemptResult:
     """Source -> {"pooled": report, "C": ..., "runtime": {reading: report}} on its val split."""
     loso: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Held-out source -> same, scored on all of it."""
+    cross: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Held-out (never trained on) source -> same, the shipped-style fit scored on all of it."""
     c: float = float("nan")
     """C of the shipped-style fit."""
     cv_auroc: float = float("nan")
     """Its CV AUROC."""
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    """``"val|source|reading"`` / ``"loso|source|reading"`` -> (scores, labels), for ROC plots."""
+    """``"val|source|reading"`` / ``"loso|source|reading"`` / ``"cross|source|reading"`` ->
+    (scores, labels), for ROC plots."""
 
     def summary(self) -> dict[str, Any]:
         """Flat numbers for tables."""
@@ -82,6 +87,7 @@ class AttemptResult:
             "in_source_auroc": {k: v["pooled"]["auroc"] for k, v in self.in_source.items()},
             "loso_auroc": {k: v["pooled"]["auroc"] for k, v in self.loso.items()},
             "loso_tpr_at_1pct_fpr": {k: v["pooled"]["tpr_at_1pct_fpr"] for k, v in self.loso.items()},
+            "cross_auroc": {k: v["pooled"]["auroc"] for k, v in self.cross.items()},
         }
 
 
@@ -159,8 +165,9 @@ def _reports(scores: Mapping[str, np.ndarray], y: np.ndarray, mask: np.ndarray) 
 
 def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
                 sources: Mapping[str, SourceData], train_names: Sequence[str],
-                loso: bool = True) -> tuple[AttemptResult, ProbeFit]:
-    """Shipped-style fit + LOSO fits of one attempt; returns the result and the shipped fit."""
+                loso: bool = True, held_out: Sequence[str] = ()) -> tuple[AttemptResult, ProbeFit]:
+    """Shipped-style fit + LOSO fits of one attempt; returns the result and the shipped fit.
+    Sources named in ``held_out`` are scored in full (``result.cross``), not on a split."""
     basis = Basis.parse(attempt.basis)
     readings = READINGS if attempt.pooling in RUNTIME_POOLINGS else ()
     result = AttemptResult(concept, attempt)
@@ -168,7 +175,12 @@ def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
     fit = fit_on(feats, basis, parts, attempt.pooling, attempt.cs)
     result.c, result.cv_auroc = fit.c, fit.cv_auroc
     for name, sd in sources.items():
-        if sd.val.any():
+        if name in held_out:
+            sc = score_source(feats, basis, fit, sd, attempt.pooling, readings)
+            result.cross[name] = _reports(sc, sd.y, np.ones(sd.y.size, bool))
+            for r, s in sc.items():
+                result.curves[f"cross|{name}|{r}"] = (s, sd.y)
+        elif sd.val.any():
             sc = score_source(feats, basis, fit, sd, attempt.pooling, readings)
             result.in_source[name] = _reports(sc, sd.y, sd.val)
             for r, s in sc.items():
@@ -185,13 +197,15 @@ def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
     log.info("attempt_done", concept=concept, attempt=attempt.name, C=fit.c,
              cv_auroc=round(fit.cv_auroc, 3),
              in_source={k: round(v["pooled"]["auroc"], 3) for k, v in result.in_source.items()},
-             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()})
+             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()},
+             cross={k: round(v["pooled"]["auroc"], 3) for k, v in result.cross.items()})
     return result, fit
 
 
 def run_tfidf(concept: str, sources: Mapping[str, SourceData], train_names: Sequence[str],
-              loso: bool = True) -> AttemptResult:
-    """The TF-IDF text baseline, on the same splits and LOSO folds as :func:`run_attempt`."""
+              loso: bool = True, held_out: Sequence[str] = ()) -> AttemptResult:
+    """The TF-IDF text baseline, on the same splits, LOSO folds and held-out sources as
+    :func:`run_attempt`."""
     from classifiers.probes.baselines import train_tfidf_baseline
 
     def fit(parts: Sequence[tuple[SourceData, np.ndarray]]) -> Any:
@@ -209,7 +223,11 @@ def run_tfidf(concept: str, sources: Mapping[str, SourceData], train_names: Sequ
     model = fit([(sources[n], ~sources[n].val) for n in train_names])
     result.c, result.cv_auroc = model.c, model.cv_auroc
     for name, sd in sources.items():
-        if sd.val.any():
+        if name in held_out:
+            s = model.scores(sd.texts())
+            result.cross[name] = {"pooled": report(s, sd.y), "runtime": {}}
+            result.curves[f"cross|{name}|pooled"] = (s, sd.y)
+        elif sd.val.any():
             s = model.scores(sd.texts())
             result.in_source[name] = {"pooled": report(s[sd.val], sd.y[sd.val]), "runtime": {}}
             result.curves[f"val|{name}|pooled"] = (s[sd.val], sd.y[sd.val])
@@ -222,5 +240,6 @@ def run_tfidf(concept: str, sources: Mapping[str, SourceData], train_names: Sequ
             result.curves[f"loso|{held}|pooled"] = (s, sd.y)
     log.info("attempt_done", concept=concept, attempt="tfidf", C=model.c,
              in_source={k: round(v["pooled"]["auroc"], 3) for k, v in result.in_source.items()},
-             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()})
+             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()},
+             cross={k: round(v["pooled"]["auroc"], 3) for k, v in result.cross.items()})
     return result

@@ -7,6 +7,10 @@ two sources for sycophancy since no second labelled sycophancy dataset exists).
 Each concept trains on SEVERAL sources at once and is evaluated leave-one-source-out: the
 probe that never saw source S is scored on all of S. That is the generalisation estimate;
 in-source numbers come from each source's 20% validation split (group split, seed 0).
+A concept may also have *held-out* sources that no probe ever trains on: every attempt's
+fit on all the training sources is scored on the whole of each (a cross-source number like
+LOSO, but for a source outside the training set). They never choose anything (C, window,
+threshold): they are only reported.
 """
 
 from __future__ import annotations
@@ -45,7 +49,20 @@ class ConceptFraming:
     sources: tuple[Source, ...]
     """Sources the shipped probe trains on (train splits) and that LOSO holds out in turn."""
     extra_eval: tuple[Source, ...] = ()
-    """Sources only evaluated (never trained on by the shipped probe), e.g. a known-artefact framing."""
+    """Sources only evaluated on their validation split (never trained on by the shipped
+    probe), e.g. a known-artefact framing of a training dataset."""
+    held_out: tuple[Source, ...] = ()
+    """Cross-source sets no probe trains on, scored in full (see the module doc)."""
+
+    @property
+    def evaluated(self) -> tuple[Source, ...]:
+        """Every source loaded for this concept: training, extra_eval, held_out."""
+        return self.sources + self.extra_eval + self.held_out
+
+    @property
+    def held_out_names(self) -> tuple[str, ...]:
+        """Names of the held-out sources."""
+        return tuple(s.name for s in self.held_out)
 
 
 FRAMINGS: Mapping[str, ConceptFraming] = {
@@ -58,6 +75,8 @@ FRAMINGS: Mapping[str, ConceptFraming] = {
         "sycophancy",
         (Source("sycophancy_anthropic_opinion", "nlp_survey"),
          Source("sycophancy_anthropic_opinion", "political_typology")),
+        # written replies to the free-form pressure scenarios (see the loader's caveats)
+        held_out=(Source("sycophancy_pressure_replies"),),
     ),
     "unsafe_code": ConceptFraming(
         "unsafe_code", (Source("code_sven"), Source("code_safecoder_secnew")),

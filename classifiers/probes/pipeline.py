@@ -56,11 +56,15 @@ DATASET_FOLDERS = {
 
 
 def research_attempts(layer: int, layers: Sequence[int]) -> list[Attempt]:
-    """The default grid: dense layers, poolings, SAE, SAE + error, two layers."""
+    """The default grid: dense layers, poolings, SAE, SAE + error (pooled and per-token),
+    dense per-token, two layers."""
     out = [Attempt(f"dense:{x}", "mean") for x in layers]
     out += [Attempt(f"dense:{layer}", "last"), Attempt(f"dense:{layer}", "max")]
     out += [Attempt(f"sae:{layer}", "max"), Attempt(f"sae:{layer}", "last"),
             Attempt(f"saeerr:{layer}", "mean")]
+    # the shipped recipe (per-token rows, same C grid) on SAE codes + error term and on the raw
+    # residual: what shipping the error term (or a dense probe) at the SAE's hook would give
+    out += [Attempt(f"saeerr:{layer}", "token", SHIPPED_CS), Attempt(f"dense:{layer}", "token", SHIPPED_CS)]
     others = [x for x in layers if x != layer]
     if others:
         out.append(Attempt(f"dense:{min(others)}+{layer}", "mean"))
@@ -93,9 +97,10 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
                   sae_sha256: str) -> ConceptOutcome:
     """All attempts + the shipped probe of one concept."""
     framing = FRAMINGS[concept]
-    sources = load_sources(framing.sources + framing.extra_eval, root, bank)
+    sources = load_sources(framing.evaluated, root, bank)
     train_names = [s.name for s in framing.sources]
-    results: list[AttemptResult] = [run_tfidf(concept, sources, train_names)]
+    held = framing.held_out_names
+    results: list[AttemptResult] = [run_tfidf(concept, sources, train_names, held_out=held)]
     # Shipped: SAE features trained on per-token rows, because the run time scores every
     # token and pools probabilities in a window. (A probe trained on mean-pooled transcripts
     # has weights scaled for averages: applied per token its logits reach the hundreds and
@@ -106,13 +111,14 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
     # on sycophancy with the interim SAE: 99th percentile of benign token logits 0.6 / 2.8 /
     # 11.7 / 34 at C = 0.001 / 0.01 / 0.1 / 1), while held-out CV AUROC gains nothing from them.
     shipped, fit = run_attempt(concept, Attempt(f"sae:{layer}", "token", SHIPPED_CS), feats, sources,
-                               train_names)
+                               train_names, held_out=held)
     results.append(shipped)
-    results.append(run_attempt(concept, Attempt(f"sae:{layer}", "mean"), feats, sources, train_names)[0])
+    results.append(run_attempt(concept, Attempt(f"sae:{layer}", "mean"), feats, sources, train_names,
+                               held_out=held)[0])
     shipped_attempt = shipped.attempt
     for attempt in research:
         try:
-            results.append(run_attempt(concept, attempt, feats, sources, train_names)[0])
+            results.append(run_attempt(concept, attempt, feats, sources, train_names, held_out=held)[0])
         except (ValueError, KeyError) as exc:
             log.warning("attempt_failed", concept=concept, attempt=attempt.name, error=str(exc))
     reading = choose_reading(shipped)
@@ -171,10 +177,12 @@ def _metrics(shipped: AttemptResult, results: Sequence[AttemptResult], reading: 
             baselines[res.attempt.name] = {
                 "in_source_val": {k: v["pooled"] for k, v in res.in_source.items()},
                 "leave_one_source_out": {k: v["pooled"] for k, v in res.loso.items()},
+                "held_out_sources": {k: v["pooled"] for k, v in res.cross.items()},
             }
     return {
         "in_source_val": {k: pick(v) for k, v in shipped.in_source.items()},
         "leave_one_source_out": {k: pick(v) | {"C": v.get("C")} for k, v in shipped.loso.items()},
+        "held_out_sources": {k: pick(v) for k, v in shipped.cross.items()},
         "baselines": baselines,
         "calibration": {
             "window": reading.to_json(), "n_negatives": cal.n_negatives, "n_benign": cal.n_benign,

@@ -31,6 +31,13 @@ def _f(x: Any, nd: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{float(x):.{nd}f}"
 
 
+def _fci(rep: Mapping[str, Any] | None) -> str:
+    """AUROC with its bootstrap 95% interval: ``0.533 [0.49, 0.58]``."""
+    rep = rep or {}
+    ci = rep.get("auroc_ci95")
+    return _f(rep.get("auroc")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def roc_plots(out_dir: Path, outcomes: Sequence[Any]) -> list[Path]:
     """roc_<concept>_loso.png and roc_<concept>_val.png: shipped SAE probe vs baselines."""
     paths = []
@@ -43,9 +50,10 @@ def roc_plots(out_dir: Path, outcomes: Sequence[Any]) -> list[Path]:
                       and n.split(":")[1].split("/")[0] == str(o.record.extra["layer"])), None)
         for split in ("loso", "val"):
             curves = []
+            kinds = ("loso", "cross") if split == "loso" else (split,)
             for key, (s, y) in o.shipped.curves.items():
                 kind, src, reading = key.split("|")
-                if kind == split and reading in ("pooled", window) and 0 < y.sum() < y.size:
+                if kind in kinds and reading in ("pooled", window) and 0 < y.sum() < y.size:
                     label = "SAE probe" + (f" ({window})" if reading != "pooled" else " (pooled)")
                     curves.append(RocCurve(f"{label} / {src}", s, y))
             for base, label in ((dense, "dense"), (by_name.get("tfidf/text"), "TF-IDF")):
@@ -53,7 +61,7 @@ def roc_plots(out_dir: Path, outcomes: Sequence[Any]) -> list[Path]:
                     continue
                 for key, (s, y) in base.curves.items():
                     kind, src, reading = key.split("|")
-                    if kind == split and reading == "pooled" and 0 < y.sum() < y.size:
+                    if kind in kinds and reading == "pooled" and 0 < y.sum() < y.size:
                         curves.append(RocCurve(f"{label} / {src}", s, y))
             if curves:
                 title = f"{concept}: " + ("held-out source (LOSO)" if split == "loso" else "in-source validation")
@@ -72,7 +80,10 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
               "(trained on the training splits of all the concept's sources); *pooled* = sigmoid of "
               "its mean token logit. *Held-out* = the same recipe trained WITHOUT that source (LOSO), "
               "scored on all of it: the generalisation estimate. *run-time* = per-token scores pooled "
-              "by the calibrated policy window, max over the response (what the guard does).", "",
+              "by the calibrated policy window, max over the response (what the guard does). "
+              "A *held-out set* is a source no probe trains on: the shipped probe (and each "
+              "baseline, trained on all training sources) scored on all of it. Brackets: bootstrap "
+              "95% interval of the AUROC.", "",
               "| concept | source | in-source val (SAE pooled / run-time) | held-out SAE pooled | held-out SAE run-time | "
               "held-out TPR@1% (run-time) | held-out dense | held-out TF-IDF | goal met |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -91,7 +102,15 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
                 met = "yes" if (rt.get("auroc") or 0) >= 0.85 and (rt.get("tpr_at_1pct_fpr") or 0) >= 0.5 else "no"
             lines.append(
                 f"| {o.record.concept} | {src} | {_f(v['pooled']['auroc'])} / {_f((v.get('runtime') or {}).get('auroc'))} "
-                f"| {_f((lo or {}).get('pooled', {}).get('auroc'))} | {_f(rt.get('auroc'))} "
+                f"| {_f((lo or {}).get('pooled', {}).get('auroc'))} | {_fci(rt) if lo else '–'} "
+                f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(d.get('auroc'))} | {_f(t.get('auroc'))} | {met} |")
+        for src, v in (m.get("held_out_sources") or {}).items():
+            rt = v.get("runtime") or {}
+            d = base.get(dense_key, {}).get("held_out_sources", {}).get(src, {}) if dense_key else {}
+            t = base.get("tfidf/text", {}).get("held_out_sources", {}).get(src, {})
+            met = "yes" if (rt.get("auroc") or 0) >= 0.85 and (rt.get("tpr_at_1pct_fpr") or 0) >= 0.5 else "no"
+            lines.append(
+                f"| {o.record.concept} | {src} (held-out set) | – | {_f(v['pooled']['auroc'])} | {_fci(rt)} "
                 f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(d.get('auroc'))} | {_f(t.get('auroc'))} | {met} |")
         lines.append(f"| {o.record.concept} | *window* | {w} | | | | | | |")
     lines += ["", "## Calibration (run-time reading; negatives = validation negatives + benign chat)", "",
@@ -106,13 +125,15 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
             f"| {_f(c.benign_fpr.get('0.01'))} / {_f(c.benign_fpr.get('0.05'))} |")
     lines += ["", "## Attempts (pooled-score AUROC)", "",
               "Every attempt uses the same splits and LOSO folds. C chosen by leave-one-source-out CV over "
-              "the training sources. `saeerr` = SAE codes + error term; `dense:A+B` = two layers concatenated.", "",
+              "the training sources. `saeerr` = SAE codes + error term; `dense:A+B` = two layers concatenated. "
+              "Held-out AUROC: LOSO per training source, and the held-out sets (never trained on).", "",
               "| concept | basis | pooling | C | CV AUROC | in-source val (mean over sources) | held-out AUROC per source | mean held-out |",
               "|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         for r in o.results:
             ins = [v["pooled"]["auroc"] for v in r.in_source.values() if v["pooled"]["auroc"] is not None]
             lo = {k: v["pooled"]["auroc"] for k, v in r.loso.items()}
+            lo |= {f"{k} (held-out set)": v["pooled"]["auroc"] for k, v in r.cross.items()}
             lo_txt = ", ".join(f"{k.split('_', 1)[-1]} {_f(v)}" for k, v in lo.items())
             mean_lo = np.mean([v for v in lo.values() if v is not None]) if lo else None
             lines.append(f"| {o.record.concept} | {r.attempt.basis} | {r.attempt.pooling} | {r.c:g} "

@@ -86,3 +86,30 @@ def test_probes_trained_on_another_sae_are_detected():
     assert check_sae_match({"sae_sha256": "ab" * 32}, "ab" * 32) is None
     assert "retrain" in check_sae_match({"sae_sha256": "cd" * 32}, "ab" * 32)
     assert "no sae_sha256" in check_sae_match({}, "ab" * 32)
+
+
+def test_held_out_sources_are_scored_in_full_and_never_trained_on(setup, tmp_path, rng):
+    from classifiers.features.bank import ResidualBank
+    from classifiers.probes.basis import TokenFeatures
+    from classifiers.probes.experiment import Attempt, run_attempt, run_tfidf
+
+    _, sources = setup
+    direction = np.zeros(D)
+    direction[0] = 1.0
+    # an inverted source: if it were trained on, the fit (and its CV) would change
+    sources = {**sources, "held": _source(tmp_path, rng, "held", 30, -direction)}
+    feats = TokenFeatures(ResidualBank(tmp_path))
+    attempt = Attempt("dense:5", "token")
+    with_held, fit = run_attempt("deception", attempt, feats, {k: sources[k] for k in ("s1", "s2", "held")},
+                                 ["s1", "s2"], held_out=["held"])
+    without, fit0 = run_attempt("deception", attempt, feats, {k: sources[k] for k in ("s1", "s2")}, ["s1", "s2"])
+    np.testing.assert_allclose(fit.weights, fit0.weights)
+    assert with_held.c == without.c and with_held.in_source.keys() == {"s1", "s2"}
+    cross = with_held.cross["held"]
+    assert cross["pooled"]["n"] == 60  # all of it, not a validation split
+    assert cross["pooled"]["auroc"] == pytest.approx(0.0)  # the inversion shows, nothing hides it
+    assert "mean4" in cross["runtime"]
+    assert with_held.summary()["cross_auroc"] == {"held": cross["pooled"]["auroc"]}
+    assert "cross|held|pooled" in with_held.curves
+    tfidf = run_tfidf("deception", {k: sources[k] for k in ("s1", "s2", "held")}, ["s1", "s2"], held_out=["held"])
+    assert tfidf.cross["held"]["pooled"]["n"] == 60 and "held" not in tfidf.in_source
