@@ -30,7 +30,7 @@ import structlog
 from numpy.typing import ArrayLike
 
 from classifiers.datasets.types import CONCEPTS, ROLES
-from classifiers.probes.metrics import auprc, auroc, tpr_at_fpr
+from classifiers.probes.metrics import auprc, auroc, auroc_interval, tpr_at_fpr
 
 _ALLOWED_KEYS = {"messages", "label", "concept", "id"}
 _MESSAGE_KEYS = {"role", "content"}
@@ -204,10 +204,11 @@ def by_concept(
 
 
 def report(scores: ArrayLike, labels: ArrayLike) -> dict[str, Any]:
-    """``{"n", "auroc", "auprc", "tpr_at_1pct_fpr"}``.
+    """``{"n", "auroc", "auprc", "tpr_at_1pct_fpr", "auroc_ci95"}``.
 
-    The three metrics are None (JSON null) when the labels hold only one class: they are
-    undefined then.
+    ``auroc_ci95`` is ``[low, high]``, the bootstrap 95% interval of the AUROC
+    (:func:`.metrics.auroc_interval`). The metrics are None (JSON null) when the labels
+    hold only one class: they are undefined then.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel().astype(np.int64)
@@ -215,9 +216,10 @@ def report(scores: ArrayLike, labels: ArrayLike) -> dict[str, Any]:
         raise ValueError(f"{s.size} scores but {y.size} labels")
     result: dict[str, Any] = {"n": int(s.size)}
     if 0 < y.sum() < y.size:
-        result |= {"auroc": auroc(s, y), "auprc": auprc(s, y), "tpr_at_1pct_fpr": tpr_at_fpr(s, y)}
+        result |= {"auroc": auroc(s, y), "auprc": auprc(s, y), "tpr_at_1pct_fpr": tpr_at_fpr(s, y),
+                   "auroc_ci95": list(auroc_interval(s, y))}
     else:
-        result |= {"auroc": None, "auprc": None, "tpr_at_1pct_fpr": None}
+        result |= {"auroc": None, "auprc": None, "tpr_at_1pct_fpr": None, "auroc_ci95": None}
     return result
 
 

@@ -6,6 +6,10 @@ Definitions (labels: 1 = concept present):
   negative, ties counting one half).
 - ``auprc``: average precision (step-wise area under precision-recall, scikit-learn's
   ``average_precision_score``); its chance level is the positive share, not 0.5.
+- ``auroc_interval``: a 95% percentile interval for the AUROC from a stratified bootstrap
+  (positives and negatives resampled separately, each item independently: for sets of
+  contrastive pairs the interval is approximate). Two AUROCs whose intervals overlap
+  widely are not different results.
 - ``tpr_at_fpr``: the threshold is :func:`calibrate.threshold_at_fpr` on the *negatives of
   the same set* (the smallest threshold with empirical FPR <= target, ``score >= t`` is
   positive), and the result is the share of positives at or above it. Measured this way
@@ -46,6 +50,28 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     """Area under the ROC curve."""
     s, y = _as_arrays(scores, labels)
     return float(roc_auc_score(y, s))
+
+
+#: Bootstrap resamples for :func:`auroc_interval`.
+BOOTSTRAP_RESAMPLES = 200
+
+
+def auroc_interval(scores: ArrayLike, labels: ArrayLike, level: float = 0.95,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the AUROC under a stratified bootstrap (deterministic: fixed seed)."""
+    s, y = _as_arrays(scores, labels)
+    pos, neg = s[y == 1], s[y == 0]
+    rng = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for b in range(resamples):
+        p = pos[rng.integers(0, pos.size, pos.size)]
+        n = np.sort(neg[rng.integers(0, neg.size, neg.size)])
+        below = np.searchsorted(n, p, side="left")
+        ties = np.searchsorted(n, p, side="right") - below
+        values[b] = (below.sum() + 0.5 * ties.sum()) / (pos.size * neg.size)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
+    return float(lo), float(hi)
 
 
 def auprc(scores: ArrayLike, labels: ArrayLike) -> float:

@@ -156,7 +156,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if not args.json:
         for name, r in result.items():
-            print(f"{name}: n={r['n']} auroc={r['auroc']} auprc={r['auprc']} tpr@1%fpr={r['tpr_at_1pct_fpr']}")
+            print(f"{name}: n={r['n']} auroc={r['auroc']} (95% interval {r['auroc_ci95']}) "
+                  f"auprc={r['auprc']} tpr@1%fpr={r['tpr_at_1pct_fpr']}")
     final = next(iter(result.values())) if len(result) == 1 else result
     print(json.dumps(final))
     return 0

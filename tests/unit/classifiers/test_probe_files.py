@@ -195,13 +195,33 @@ def test_external_file_empty_or_missing(tmp_path):
 
 def test_report_has_the_cli_keys():
     out = report([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
-    assert out == {"n": 4, "auroc": 1.0, "auprc": 1.0, "tpr_at_1pct_fpr": 1.0}
+    assert out == {"n": 4, "auroc": 1.0, "auprc": 1.0, "tpr_at_1pct_fpr": 1.0, "auroc_ci95": [1.0, 1.0]}
     assert report([0.1, 0.2], [1, 1]) == {
         "n": 2,
         "auroc": None,
         "auprc": None,
         "tpr_at_1pct_fpr": None,
+        "auroc_ci95": None,
     }
+
+
+def test_auroc_interval_holds_the_estimate_and_narrows_with_more_data():
+    from classifiers.probes.metrics import auroc, auroc_interval
+
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (40, 400, 4000):
+        y = np.repeat([1, 0], n // 2)
+        s = rng.normal(size=n) + 0.6 * y
+        lo, hi = auroc_interval(s, y)
+        assert lo < auroc(s, y) < hi
+        widths.append(hi - lo)
+    assert widths[0] > 2 * widths[1] > 4 * widths[2]
+    # a chance-level probe on 200 items: the interval spans 0.5 and is about +-0.08 wide
+    y = np.repeat([1, 0], 100)
+    lo, hi = auroc_interval(rng.normal(size=200), y)
+    assert lo < 0.5 < hi and 0.1 < hi - lo < 0.25
+    assert auroc_interval(s, y := np.repeat([1, 0], 2000)) == auroc_interval(s, y)  # deterministic
 
 
 def test_tfidf_baseline_learns_a_word_and_scores_transcripts():
