@@ -274,7 +274,7 @@ class Runner:
         pending = list(reqs)
         t0 = time.perf_counter()
         done = 0
-        while pending or dec.active:
+        while pending or dec.active or dec.pending:
             while pending and not dec.full:
                 dec.add(pending.pop(0))
             dec.step()

@@ -8,6 +8,17 @@ that request alone (``on_tap_error`` per request, as in :class:`Generation`).
 
 Only the fast path (Llama-style models) supports batching; greedy tokens per request are
 the same as when each runs alone (tested).
+
+**Chunked prefill.** A long prompt that joins while other requests are decoding is not
+prefilled in one forward (that would stall every other stream for the whole prompt: about
+1.5 s for 1,500 tokens on 2 CPU cores). It waits in :attr:`BatchDecoder.pending`, in a free
+cache row, and each :meth:`BatchDecoder.step` runs the decode step for the active rows and
+then one chunk of at most ``prefill_chunk`` prompt tokens of the oldest pending request;
+after its last chunk the request's first token is sampled in the same step and its row
+joins the active prefix. The others' inter-token gap is then one decode step plus one
+chunk; the long prompt's own first token comes a few decode steps later than it would
+have. With nobody decoding, prompts are prefilled at once as before. Taps see each chunk
+as a ``prefill`` call starting at the chunk's position.
 """
 
 from __future__ import annotations
@@ -46,6 +57,10 @@ class BatchRequest:
     _gen: torch.Generator | None = None
     _detok: IncrementalDecoder | None = None
     _disabled: bool = False
+    _row: int = -1
+    """Cache row while pending (chunked prefill)."""
+    _prefilled: int = 0
+    """Prompt tokens already in the cache while pending."""
 
     def stop(self, message: str) -> None:
         if self._stop_requested is None:
@@ -56,26 +71,45 @@ class BatchRequest:
         return self.finish_reason is not None
 
 
+#: Prompt tokens per prefill chunk when a long prompt joins a running batch (about 0.25 s of
+#: prefill on 2 CPU cores: the longest pause the other streams see).
+PREFILL_CHUNK = 256
+
+
 class BatchDecoder:
     """Drives up to ``max_batch`` requests; call :meth:`add` and :meth:`step` from one thread."""
 
     def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), max_batch: int = 8,
-                 ff: FastForward | None = None):
+                 ff: FastForward | None = None, prefill_chunk: int | None = PREFILL_CHUNK):
         self.ff = ff if ff is not None else FastForward(model)
         self.model = model
         self.tokenizer = tokenizer
         self.stop_ids = frozenset(int(t) for t in stop_token_ids)
         self.max_batch = max_batch
         self.cache = self.ff.new_cache(batch=max_batch)
+        self.prefill_chunk = prefill_chunk
+        """Chunk size for long prompts joining a running batch (None: never chunk)."""
         self.active: list[BatchRequest] = []
+        """Decoding requests; request ``i`` is cache row ``i``."""
+        self.pending: list[BatchRequest] = []
+        """Requests whose long prompt is being prefilled chunk by chunk (oldest first)."""
         self._phase: list[Phase] = []
         self._taps: dict[str, Tap] = {}
-        self._route: tuple[slice, list[Phase], list[int], list[int]] = (slice(0, 0), [], [], [])
+        self._route: tuple[list[BatchRequest], list[Phase], list[int], list[int]] = ([], [], [], [])
 
     # -- membership ------------------------------------------------------------------------
     @property
+    def occupied(self) -> int:
+        """Rows in use: active plus pending requests."""
+        return len(self.active) + len(self.pending)
+
+    @property
     def full(self) -> bool:
-        return len(self.active) >= self.max_batch
+        return self.occupied >= self.max_batch
+
+    def holds(self, req: BatchRequest) -> bool:
+        """Whether ``req`` is in the batch (decoding or still prefilling)."""
+        return req in self.active or req in self.pending
 
     def add(self, req: BatchRequest) -> list[TokenEvent]:
         """Prefill ``req`` into a free row; returns its first event(s)."""
@@ -88,7 +122,7 @@ class BatchDecoder:
         masked later and overwritten by its first generated tokens). Returns their first
         events. A burst of arrivals costs one prefill instead of one each (8 prompts of
         39 tokens: 280 ms instead of 8 x 68 ms on 2 CPU cores)."""
-        if len(self.active) + len(reqs) > self.max_batch:
+        if self.occupied + len(reqs) > self.max_batch:
             raise RuntimeError("batch is full")
         for req in reqs:
             if not req.prompt_ids:
@@ -99,7 +133,15 @@ class BatchDecoder:
                     f"together they exceed the context of {self.model.cfg.n_ctx} tokens")
         if not reqs:
             return {}
+        chunk = self.prefill_chunk
+        if (self.active or self.pending) and chunk:
+            for req in [r for r in reqs if len(r.prompt_ids) > chunk]:
+                self._start_pending(req)
+            reqs = [r for r in reqs if r not in self.pending]
+            if not reqs:
+                return {}
         first = len(self.active)
+        self._clear_rows(first, first + len(reqs))
         lengths = [len(r.prompt_ids) for r in reqs]
         width = max(lengths)
         for i, req in enumerate(reqs):
@@ -110,28 +152,82 @@ class BatchDecoder:
         padded = [r.prompt_ids + [r.prompt_ids[-1]] * (width - len(r.prompt_ids)) for r in reqs]
         tokens = torch.tensor(padded, dtype=torch.long, device=self.ff.device)
         rows = slice(first, first + len(reqs))
-        resid = self._forward(tokens, rows, ["prefill"] * len(reqs), lengths)
+        resid = self._forward(tokens, list(reqs), rows, ["prefill"] * len(reqs), lengths)
         for i, req in enumerate(reqs):
             self.cache.lengths[first + i] = lengths[i]
             req._logits = self.ff.logits(resid[i : i + 1, lengths[i] - 1 : lengths[i], :])[0, -1]
         events = self._advance()
         return {r: events.get(r, []) for r in reqs}
 
+    # -- chunked prefill --------------------------------------------------------------------
+    def _start_pending(self, req: BatchRequest) -> None:
+        req._row = self._free_row(exclude=range(0, len(self.active)))
+        req._prefilled = 0
+        self.cache.reset_row(req._row)
+        req._gen = req.params.make_generator(torch.device(self.ff.device))
+        req._detok = IncrementalDecoder(self.tokenizer)
+        self.pending.append(req)
+
+    def _free_row(self, exclude: range) -> int:
+        """The highest row neither active, pending nor in ``exclude``."""
+        used = set(range(len(self.active))) | {p._row for p in self.pending} | set(exclude)
+        for row in range(self.max_batch - 1, -1, -1):
+            if row not in used:
+                return row
+        raise RuntimeError("batch is full")
+
+    def _clear_rows(self, lo: int, hi: int) -> None:
+        """Move pending requests out of rows ``[lo, hi)`` (about to be used by the active prefix)."""
+        for p in self.pending:
+            if lo <= p._row < hi:
+                new = self._free_row(exclude=range(lo, hi))
+                self.cache.move_row(p._row, new)
+                p._row = new
+
+    def _prefill_next_chunk(self, whole: bool = False) -> BatchRequest | None:
+        """One chunk of the oldest pending prompt (all of it with ``whole``); returns the
+        request when its prompt is complete (it is then active, with logits to sample)."""
+        p = self.pending[0]
+        size = len(p.prompt_ids) - p._prefilled if whole or not self.prefill_chunk else self.prefill_chunk
+        ids = p.prompt_ids[p._prefilled : p._prefilled + size]
+        tokens = torch.tensor([ids], dtype=torch.long, device=self.ff.device)
+        resid = self._forward(tokens, [p], slice(p._row, p._row + 1), ["prefill"], [len(ids)])
+        p._prefilled += len(ids)
+        if p._prefilled < len(p.prompt_ids):
+            return None
+        self.pending.pop(0)
+        dst = len(self.active)
+        other = next((q for q in self.pending if q._row == dst), None)
+        if other is not None:  # another pending prompt sits where the active prefix grows
+            self.cache.swap_rows(p._row, dst)
+            other._row = p._row
+        else:
+            self.cache.move_row(p._row, dst)
+        p._row = -1
+        self.active.append(p)
+        p._logits = self.ff.logits(resid[:, -1:, :])[0, -1]
+        return p
+
     # -- one decode step -------------------------------------------------------------------
     def step(self) -> dict[BatchRequest, list[TokenEvent]]:
-        """One forward for every active request; returns new events by request (keyed by
-        the request object: two requests may carry the same client-chosen request id)."""
-        if not self.active:
-            return {}
-        tokens = torch.tensor([[r.completion_ids[-1]] for r in self.active], device=self.ff.device)
-        phases: list[Phase] = ["score" if r.done else "decode" for r in self.active]
-        resid = self._forward(tokens, slice(0, len(self.active)), phases)
-        logits = self.ff.logits(resid)[:, -1]
-        for i, r in enumerate(self.active):
-            r._logits = None if r.done else logits[i]
-        for r in [r for r in self.active if r.done]:  # their last token is scored now: leave
-            self._remove(r)
-        return self._advance()
+        """One forward for every active request, then one prefill chunk of the oldest
+        pending request (its whole remaining prompt when nothing is active); returns new
+        events by request (keyed by the request object: two requests may carry the same
+        client-chosen request id)."""
+        events: dict[BatchRequest, list[TokenEvent]] = {}
+        if self.active:
+            tokens = torch.tensor([[r.completion_ids[-1]] for r in self.active], device=self.ff.device)
+            phases: list[Phase] = ["score" if r.done else "decode" for r in self.active]
+            resid = self._forward(tokens, list(self.active), slice(0, len(self.active)), phases)
+            logits = self.ff.logits(resid)[:, -1]
+            for i, r in enumerate(self.active):
+                r._logits = None if r.done else logits[i]
+            for r in [r for r in self.active if r.done]:  # their last token is scored now: leave
+                self._remove(r)
+            events = self._advance()
+        if self.pending and self._prefill_next_chunk(whole=not self.active) is not None:
+            events.update(self._advance())
+        return events
 
     def _advance(self) -> dict[BatchRequest, list[TokenEvent]]:
         """Sample for every request that has fresh logits; drop finished ones."""
@@ -175,6 +271,10 @@ class BatchDecoder:
         """Take ``r`` out of the batch now (its client went away); call between steps."""
         if r in self.active:
             self._remove(r)
+        elif r in self.pending:
+            self.pending.remove(r)
+            self.cache.reset_row(r._row)
+            r._row = -1
 
     def _remove(self, r: BatchRequest) -> None:
         row = self.active.index(r)
@@ -185,17 +285,16 @@ class BatchDecoder:
         self.cache.reset_row(last)
 
     # -- taps ------------------------------------------------------------------------------
-    def _forward(self, tokens: torch.Tensor, rows: slice, phases: list[Phase],
+    def _forward(self, tokens: torch.Tensor, reqs: list[BatchRequest], rows: slice, phases: list[Phase],
                  valid: list[int] | None = None) -> torch.Tensor:
-        """One forward over ``rows``; ``valid`` = real (unpadded) positions per row."""
-        hooks = {h for r in self.active[rows] for h, _ in r.callbacks}
+        """One forward of ``reqs`` (in cache ``rows``); ``valid`` = real (unpadded) positions per row."""
+        hooks = {h for r in reqs for h, _ in r.callbacks}
         taps = [self._tap(h) for h in hooks]
         starts = [int(self.cache.lengths[i]) for i in range(rows.start, rows.stop)]
         for tap in taps:
-            tap.set_call(TapCall(tap.hook_name, phases[0], starts[0], tokens, tuple(
-                r.request_id for r in self.active[rows])))
+            tap.set_call(TapCall(tap.hook_name, phases[0], starts[0], tokens, tuple(r.request_id for r in reqs)))
         widths = valid if valid is not None else [tokens.shape[1]] * tokens.shape[0]
-        self._route = (rows, phases, starts, widths)
+        self._route = (reqs, phases, starts, widths)
         try:
             with _attached(taps):
                 resid = self.ff.forward(tokens, self.cache, rows=rows)
@@ -215,11 +314,11 @@ class BatchDecoder:
         return tap
 
     def _router(self, hook: str, x: torch.Tensor, call: TapCall) -> torch.Tensor | None:
-        rows, phases, starts, widths = self._route
+        reqs, phases, starts, widths = self._route
         out = x
         changed = False
         batch = x if x.shape[1] == 1 else None  # a decode step: callbacks may share per-row work
-        for j, r in enumerate(self.active[rows]):
+        for j, r in enumerate(reqs):
             if r._disabled:
                 continue
             n = widths[j]  # the row's real positions (a batched prefill pads on the right)

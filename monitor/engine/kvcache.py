@@ -49,3 +49,15 @@ class KVCache:
                 t[dst, :, :n] = t[src, :, :n]
         self.lengths[dst] = n
         self.lengths[src] = 0
+
+    def swap_rows(self, a: int, b: int) -> None:
+        """Exchange rows ``a`` and ``b`` (keys, values and lengths)."""
+        if a == b:
+            return
+        n = int(max(self.lengths[a], self.lengths[b]))
+        for store in (self.k, self.v):
+            for t in store:
+                tmp = t[a, :, :n].clone()
+                t[a, :, :n] = t[b, :, :n]
+                t[b, :, :n] = tmp
+        self.lengths[a], self.lengths[b] = self.lengths[b].clone(), self.lengths[a].clone()

@@ -200,8 +200,9 @@ class BatchWorker(_QueuedWorker):
     """Continuous batching on one thread: up to ``max_batch`` chat requests per forward.
 
     The loop: admit waiting jobs while the batch has room (the chat jobs taken in one
-    admission are prefilled in one forward; a job without ``begin`` runs to completion
-    right there), then one decode step
+    admission are prefilled in one forward, except long prompts joining a running batch,
+    which the decoder prefills a chunk per step: see :mod:`monitor.engine.batch`; a job
+    without ``begin`` runs to completion right there), then one decode step
     for every active request, then route each request's events to its job. A request
     whose client went away is dropped from the batch before the next step. An error in
     one request's guard is that request's alone (the decoder isolates tap errors); an
@@ -237,7 +238,7 @@ class BatchWorker(_QueuedWorker):
         joining: list[BatchableJob] = []
         while not self._stop:
             decoder = self._get_decoder()
-            if len(decoder.active) + len(joining) >= decoder.max_batch:
+            if decoder.occupied + len(joining) >= decoder.max_batch:
                 break
             try:  # block only when there is nothing to decode or join
                 job = self._queue.get(block=not (self._jobs or joining))
@@ -282,13 +283,14 @@ class BatchWorker(_QueuedWorker):
 
     def _step(self) -> None:
         decoder = self._get_decoder()
-        for req in [r for r in decoder.active if self._jobs[id(r)].stream.cancelled.is_set()]:
+        held = decoder.active + decoder.pending
+        for req in [r for r in held if self._jobs[id(r)].stream.cancelled.is_set()]:
             decoder.remove(req)
             log.info("request_cancelled", request_id=req.request_id)
             self._leave(req)
-        if not decoder.active:
+        if not (decoder.active or decoder.pending):
             return
-        before = list(decoder.active)
+        before = decoder.active + decoder.pending  # a pending prompt may finish and sample in this step
         try:
             events = decoder.step()
         except Exception as exc:
@@ -316,9 +318,9 @@ class BatchWorker(_QueuedWorker):
                     safe_log(log, "exception", "job_crashed", request_id=req.request_id, error=str(exc))
                     job.fail("internal error while generating (logged on the server)", 500)
                     keep = False
-            if not keep and req in decoder.active:
+            if not keep and decoder.holds(req):
                 decoder.remove(req)
-            if req not in decoder.active:
+            if not decoder.holds(req):
                 self._leave(req)
 
     def _leave(self, req: BatchRequest) -> None:
@@ -333,6 +335,6 @@ class BatchWorker(_QueuedWorker):
 
     def _reset_if_broken(self, decoder: BatchDecoder) -> None:
         """A failed prefill may leave the decoder holding a half-added request: drop it."""
-        for req in list(decoder.active):
+        for req in decoder.active + decoder.pending:
             if id(req) not in self._jobs:
                 decoder.remove(req)

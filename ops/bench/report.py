@@ -65,6 +65,12 @@ ROWS: list[Row] = [
     ("generation", "one stream: engine with a clamping tap vs HF `generate`", "`ratio_clamp_vs_hf` ≥ 1.0",
      lambda r: (f"HF {_f(r['hf_tok_s'], 1)} tok/s, engine + clamp tap {_f(r['engine_clamp_tok_s'], 1)} tok/s; "
                 f"ratio **{_f(r['ratio_clamp_vs_hf'])}**", r["ratio_clamp_vs_hf"] >= 1.0)),
+    ("join_stall", "a ~1,500-token prompt joins a decoding stream: the stream's longest pause, chunked "
+     "prefill vs one-forward prefill", "`max_gap_ratio` ≤ 0.5",
+     lambda r: (f"longest pause {_f(r['whole']['max_gap_ms'], 0)} → {_f(r['chunked']['max_gap_ms'], 0)} ms "
+                f"(chunks of {r['chunk']}); `max_gap_ratio` **{_f(r['max_gap_ratio'])}**; joining prompt's first "
+                f"token {_f(r['whole']['ttft_joining_ms'], 0)} → {_f(r['chunked']['ttft_joining_ms'], 0)} ms",
+                r["max_gap_ratio"] <= 0.5)),
 ]
 
 

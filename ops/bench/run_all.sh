@@ -22,8 +22,9 @@ declare -A CMD=(
   [alert_latency]="ops/bench/alert_latency.py"
   [alert_memory]="ops/bench/alert_memory.py"
   [generation]="ops/bench/generation.py"
+  [join_stall]="ops/bench/join_stall.py"
 )
-ORDER=(concurrency alert_latency alert_memory faults_fail_open faults_fail_closed soak fuzz fuzz_concurrent generation)
+ORDER=(concurrency alert_latency alert_memory faults_fail_open faults_fail_closed soak fuzz fuzz_concurrent generation join_stall)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 for name in "${ORDER[@]}"; do
   echo "[bench] $name: ${CMD[$name]}" >&2

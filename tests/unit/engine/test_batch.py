@@ -147,3 +147,95 @@ def test_prompts_of_different_lengths_prefilled_together_match_alone_and_taps_se
         assert seen[f"r{i}"][0] == ("prefill", 0, len(p))  # the tap saw exactly its prompt
         decode_starts = [s for ph, s, _ in seen[f"r{i}"][1:]]
         assert decode_starts == list(range(len(p), len(p) + len(decode_starts)))
+
+
+LONG = [[(7 * i + k) % 29 + 1 for i in range(n)] for k, n in ((1, 11), (2, 8), (3, 13), (4, 9))]
+
+
+def test_a_long_prompt_joining_a_running_batch_is_prefilled_in_chunks_while_the_others_decode():
+    model = toy_model()
+    engine = Engine(model, ToyTokenizer())
+    params = SamplingParams(max_tokens=12)
+    expected_a, expected_b = alone(engine, PROMPTS[1], params), alone(engine, LONG[0], params)
+    calls: list[tuple[str, int, int]] = []
+
+    def tap(x, call):
+        calls.append((call.phase, call.start_pos, x.shape[1]))
+
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=3, prefill_chunk=4)
+    a = BatchRequest("a", PROMPTS[1], params)
+    b = BatchRequest("b", LONG[0], params, callbacks=[(HOOK, tap)])
+    dec.add(a)
+    assert dec.add(b) == [] and dec.pending == [b] and dec.holds(b) and dec.full is False
+    got_a, got_b = [], []
+    for _ in range(3):  # 11 prompt tokens in chunks of 4, 4, 3: a decodes at every step
+        events = dec.step()
+        got_a.append(len(events.get(a, [])))
+        got_b.append(len(events.get(b, [])))
+    assert got_a == [1, 1, 1] and got_b == [0, 0, 1] and dec.pending == [] and dec.active == [a, b]
+    assert calls == [("prefill", 0, 4), ("prefill", 4, 4), ("prefill", 8, 3)]
+    while dec.active:
+        dec.step()
+    assert a.completion_ids == expected_a and b.completion_ids == expected_b
+    assert [c[1] for c in calls[3:]] == list(range(11, 11 + len(calls) - 3))  # then one position per step
+
+
+def test_pending_prompts_keep_their_cache_rows_through_joins_and_leaves():
+    """Short and long prompts joining and leaving a full batch in every order: tokens equal alone."""
+    model = toy_model()
+    engine = Engine(model, ToyTokenizer())
+    prompts = [PROMPTS[0], LONG[0], PROMPTS[1], LONG[1], LONG[2], PROMPTS[3], LONG[3], PROMPTS[2]]
+    lengths = [3, 9, 5, 2, 7, 4, 6, 8]
+    expected = [alone(engine, p, SamplingParams(max_tokens=n)) for p, n in zip(prompts, lengths)]
+    for chunk in (2, 3, 5):
+        dec = BatchDecoder(model, ToyTokenizer(), max_batch=3, prefill_chunk=chunk)
+        reqs = [BatchRequest(f"r{i}", p, SamplingParams(max_tokens=n)) for i, (p, n) in enumerate(zip(prompts, lengths))]
+        order = list(reqs)
+        while order or dec.active or dec.pending:
+            while order and not dec.full:
+                dec.add(order.pop(0))
+            dec.step()
+        assert [r.completion_ids for r in reqs] == expected, chunk
+        torch.testing.assert_close(dec.cache.lengths, torch.zeros(3, dtype=torch.long))
+
+
+def test_a_pending_request_can_be_cancelled_and_a_lone_long_prompt_is_not_chunked():
+    model = toy_model()
+    engine = Engine(model, ToyTokenizer())
+    params = SamplingParams(max_tokens=8)
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=2, prefill_chunk=3)
+    lone = BatchRequest("lone", LONG[2], params)
+    assert len(dec.add(lone)) == 1 and dec.pending == []  # nobody to stall: one forward
+    gone = BatchRequest("gone", LONG[1], params)
+    assert dec.add(gone) == []
+    dec.step()
+    dec.remove(gone)
+    assert not dec.holds(gone) and dec.pending == []
+    late = BatchRequest("late", PROMPTS[0], params)
+    dec.add(late)
+    while dec.active:
+        dec.step()
+    assert gone.completion_ids == [] and gone.finish_reason is None
+    assert lone.completion_ids == alone(engine, LONG[2], params)
+    assert late.completion_ids == alone(engine, PROMPTS[0], params)
+
+
+def test_a_short_prompt_joining_where_a_pending_prompt_sits_moves_it_aside():
+    model = toy_model()
+    engine = Engine(model, ToyTokenizer())
+    params = SamplingParams(max_tokens=12)
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=4, prefill_chunk=5)
+    a, p, q, c = (BatchRequest(n, pr, params) for n, pr in (("a", PROMPTS[1]), ("p", LONG[1]), ("q", LONG[2]),
+                                                             ("c", PROMPTS[0])))
+    dec.add(a)
+    dec.add(p)
+    dec.add(q)
+    assert [p._row, q._row] == [3, 2]
+    while p not in dec.active:  # p's 2 chunks, then it moves to row 1
+        dec.step()
+    assert q._row == 2 and dec.cache.lengths[3] == 0
+    dec.add(c)  # the active prefix grows into row 2: q's partial prompt moves to row 3
+    assert dec.active == [a, p, c] and q._row == 3
+    while dec.active or dec.pending:
+        dec.step()
+    assert [r.completion_ids for r in (a, p, q, c)] == [alone(engine, r.prompt_ids, params) for r in (a, p, q, c)]

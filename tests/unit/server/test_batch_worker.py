@@ -184,3 +184,38 @@ def test_two_requests_with_the_same_request_id_get_their_own_tokens():
     jobs, out = run_jobs(worker, lambda loop: [BatchJob(EventStream(loop), "same-id", p) for p in PROMPTS[:3]])
     for items, p in zip(out, PROMPTS[:3], strict=True):
         assert items[:-1] == alone_tokens(p)
+
+
+def test_long_prompts_joining_a_running_batch_are_prefilled_in_chunks_and_can_be_cancelled_meanwhile():
+    worker = Observed(lambda: BatchDecoder(MODEL, TOK, (), max_batch=3, prefill_chunk=2), max_queue=16)
+    long_prompt, gone_prompt = [1, *range(2, 12)], [1, *range(12, 21)]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        late = [BatchJob(EventStream(loop), "long", long_prompt, max_tokens=8),
+                BatchJob(EventStream(loop), "gone", gone_prompt, max_tokens=8)]
+
+        class Spawner(BatchJob):
+            def on_events(self, events):
+                keep = super().on_events(events)
+                if len(self.tokens) == 1:  # joins while "keep" decodes: chunked
+                    for j in late:
+                        worker.submit(j)
+                if len(self.tokens) == 3:  # "gone" is still waiting for its prefill
+                    assert late[1].request is not None and not late[1].request.completion_ids
+                    late[1].stream.cancel()
+                return keep
+
+        first = Spawner(EventStream(loop), "keep", PROMPTS[0], max_tokens=20)
+        worker.submit(first)
+        worker.start()
+        out = await asyncio.gather(*(drain(j.stream) for j in [first, *late]))
+        worker.close(5)
+        return [first, *late], out
+
+    with torch.inference_mode():
+        jobs, out = asyncio.run(main())
+    assert out[0][:-1] == alone_tokens(PROMPTS[0], 20) and out[0][-1] == ("done", "length")
+    assert out[1][:-1] == alone_tokens(long_prompt, 8) and out[1][-1] == ("done", "length")
+    assert out[2] == [] and not worker._get_decoder().holds(jobs[2].request)
+    assert worker._get_decoder().cache.lengths.sum() == 0
