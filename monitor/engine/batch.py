@@ -10,8 +10,8 @@ Only the fast path (Llama-style models) supports batching; greedy tokens per req
 the same as when each runs alone (tested).
 
 **Chunked prefill.** A long prompt that joins while other requests are decoding is not
-prefilled in one forward (that would stall every other stream for the whole prompt: about
-1.5 s for 1,500 tokens on 2 CPU cores). It waits in :attr:`BatchDecoder.pending`, in a free
+prefilled in one forward (that would stall every other stream for the whole prompt: 1.95 s
+for 1,500 tokens on 2 CPU cores). It waits in :attr:`BatchDecoder.pending`, in a free
 cache row, and each :meth:`BatchDecoder.step` runs the decode step for the active rows and
 then one chunk of at most ``prefill_chunk`` prompt tokens of the oldest pending request;
 after its last chunk the request's first token is sampled in the same step and its row
@@ -71,8 +71,11 @@ class BatchRequest:
         return self.finish_reason is not None
 
 
-#: Prompt tokens per prefill chunk when a long prompt joins a running batch (about 0.25 s of
-#: prefill on 2 CPU cores: the longest pause the other streams see).
+#: Prompt tokens per prefill chunk when a long prompt joins a running batch. Measured on 2 CPU
+#: cores with a 1,500-token prompt (ops/bench/join_stall.py): the other stream's longest pause
+#: 1.95 s -> 0.44 s (a chunk late in the prompt attends to more positions), the joining
+#: prompt's first token 1.84 s -> 2.22 s. Smaller chunks shorten the pause and delay that
+#: first token further.
 PREFILL_CHUNK = 256
 
 
