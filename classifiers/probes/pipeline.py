@@ -213,7 +213,7 @@ def save_outcomes(out_dir: Path, outcomes: Sequence[ConceptOutcome], hook_name: 
                   top_extra: dict[str, Any]) -> None:
     """probes.safetensors/json + attempts.json (every attempt's numbers)."""
     save_probes(out_dir, [o.record for o in outcomes], hook_name, extra=top_extra)
-    attempts = [{**r.summary(), "in_source": r.in_source, "loso": r.loso}
+    attempts = [{**r.summary(), "in_source": r.in_source, "loso": r.loso, "held_out_sources": r.cross}
                 for o in outcomes for r in o.results]
     (out_dir / "attempts.json").write_text(json.dumps(_clean(attempts), indent=1) + "\n")
 
