@@ -206,7 +206,9 @@ class GuardSession:
 
     def _drop_sink_like(self, x: Tensor, keep: list[int]) -> list[int]:
         """Drop sink-like rows: residual norm above ``OUTLIER_NORM_FACTOR`` x the request's
-        reference norm (the median over its first monitored rows). Besides position 0, some
+        reference norm (the median over its first call's monitored rows: the whole prompt, or
+        its first chunk when a long prompt joining a running batch is prefilled in chunks;
+        the outliers this catches are ~150x, so either median serves). Besides position 0, some
         positions (e.g. long runs of spaces) reach ~150x the usual norm; the SAE was trained
         without them, so they are neither scored nor changed (as position 0)."""
         if not keep:

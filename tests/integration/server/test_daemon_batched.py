@@ -86,3 +86,46 @@ def test_each_stream_keeps_its_policy_snapshot_while_the_policy_changes(daemon):
     assert results["clamp"]["text"] != plain["text"]  # the clamp changed that response ...
     if results["empty"]["header"] != clamp_version:  # ... and not the one that started before it
         assert results["empty"]["text"] == plain["text"]
+
+
+PROMPT_CLAMP_RULE = """\
+  - id: clamp-from-the-prompt
+    when: {probe: deception, threshold: 0.0, scope: prompt}
+    then:
+      - clamp: {top_k: 4, value: 300.0, tokens: rest}
+"""
+
+
+def test_a_long_prompt_joining_a_stream_is_prefilled_in_chunks_with_the_guard_and_both_match_alone(daemon):
+    """A ~700-token prompt joins while another stream decodes: it is prefilled in chunks (the
+    guard clamping from its first prompt position on, across the chunks) and both clients
+    get exactly what they get alone."""
+    daemon.set_policy(policy_text("prompt-clamp", PROMPT_CLAMP_RULE))
+    long_q = " ".join(f"Fact {i}: the {['red', 'blue', 'green'][i % 3]} jar has {i * 7 % 13} beads." for i in range(60))
+    long_q += " Which jar has the most beads?"
+    short_q = "Write a long story about a lighthouse keeper and a storm."
+    alone_short = stream_text(daemon.base, short_q, max_tokens=64)
+    assert alone_short["finish"] == "length"  # it is still decoding when the long prompt joins
+    alone_long = stream_text(daemon.base, long_q, max_tokens=8)
+    pending_seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            dec = daemon.runtime.scheduler._decoder
+            pending_seen.append(len(dec.pending) if dec is not None else 0)
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            short = pool.submit(stream_text, daemon.base, short_q, 64)
+            threading.Event().wait(0.5)  # the short stream is decoding by now
+            long = pool.submit(stream_text, daemon.base, long_q, 8)
+            together = [short.result(), long.result()]
+    finally:
+        done.set()
+        watcher.join()
+    assert max(pending_seen) == 1, "the long prompt was never prefilled in chunks"
+    assert [r["text"] for r in together] == [alone_short["text"], alone_long["text"]]
