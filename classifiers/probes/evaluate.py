@@ -3,7 +3,8 @@ way, next to the two baselines refit on the same splits and folds.
 
 The saved probe is scored on each source's validation split (in-source) and on the
 evaluation-only sources; its leave-one-source-out numbers need refits without the held-out
-source, so they are re-run here with the same recipe (SAE features, mean pooling, C by
+source, so they are re-run here with the probe's own recipe (SAE features; per-token rows
+and the shipped C grid for a probe trained on per-token rows, else mean pooling; C by
 LOSO-CV) together with the baselines' LOSO runs.
 """
 
@@ -23,6 +24,17 @@ from classifiers.probes.metrics import RocCurve, roc_png
 
 def _f(x: Any) -> str:
     return "  –  " if x is None else f"{float(x):.3f}"
+
+
+def loso_recipe(extra: dict[str, Any], layer: int) -> Any:
+    """The attempt that reproduces a saved probe's training recipe (for its LOSO refits):
+    per-token rows with the shipped C grid, or mean-pooled transcripts for older probes."""
+    from classifiers.probes.experiment import Attempt
+    from classifiers.probes.pipeline import SHIPPED_CS
+
+    if str(extra.get("trained_on", "")).startswith("per-token"):
+        return Attempt(f"sae:{layer}", "token", SHIPPED_CS)
+    return Attempt(f"sae:{layer}", "mean")
 
 
 def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
@@ -61,7 +73,7 @@ def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
         dense = run_attempt(rec.concept, Attempt(f"dense:{ps.layer}", "mean"), feats, sources, train_names,
                             held_out=held)[0]
         tfidf = run_tfidf(rec.concept, sources, train_names, held_out=held)
-        sae_loso = run_attempt(rec.concept, Attempt(f"sae:{ps.layer}", "mean"), feats, sources, train_names,
+        sae_loso = run_attempt(rec.concept, loso_recipe(dict(rec.extra), ps.layer), feats, sources, train_names,
                                held_out=held)[0]
         curves = []
         res: dict[str, Any] = {}

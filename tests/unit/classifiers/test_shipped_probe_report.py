@@ -31,3 +31,15 @@ def test_sycophancy_is_scored_on_the_held_out_written_replies() -> None:
     assert all("sycophancy_pressure_replies" in b["held_out_sources"] for b in baselines.values())
     report = (PROBES / "REPORT.md").read_text(encoding="utf-8")
     assert "| sycophancy | sycophancy_pressure_replies (held-out set) | – |" in report
+
+
+def test_eval_probes_refits_the_held_out_numbers_with_the_shipped_probes_own_recipe() -> None:
+    from classifiers.probes.evaluate import loso_recipe
+    from classifiers.probes.experiment import Attempt
+    from classifiers.probes.pipeline import SHIPPED_CS
+
+    doc = json.loads((PROBES / "probes.json").read_text(encoding="utf-8"))
+    for probe in doc["probes"].values():
+        assert loso_recipe(probe, probe["layer"]) == Attempt(f"sae:{probe['layer']}", "token", SHIPPED_CS)
+        assert probe["metrics"]["leave_one_source_out"]  # the numbers that recipe reproduces
+    assert loso_recipe({"trained_on": "mean-pooled transcripts"}, 9) == Attempt("sae:9", "mean")
