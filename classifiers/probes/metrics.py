@@ -139,27 +139,35 @@ def roc_png(
     title: str = "ROC",
 ) -> Path:
     """Plot ROC curves (AUROC in the legend, a dashed line at 1% FPR) to a PNG via Agg."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if isinstance(curves, Mapping):
         curves = [RocCurve(name, s, y) for name, (s, y) in curves.items()]  # type: ignore[arg-type]
-    fig = Figure(figsize=(5.5, 5.0), dpi=120)
+    curves = list(curves)
+    many = len(curves) > 6  # legend below the axes, where it cannot hide the curves
+    fig = Figure(figsize=(5.5, 5.0 + (0.16 * len(curves) if many else 0.0)), dpi=120)
     FigureCanvasAgg(fig)  # explicit Agg canvas: no global backend switch, no display needed
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
-    for curve in curves:
+    colours = matplotlib.colormaps["tab20" if len(curves) > 10 else "tab10"].colors
+    for i, curve in enumerate(curves):
         s, y = _as_arrays(curve.scores, curve.labels)
         fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, linewidth=1.5, label=f"{curve.name} (AUROC {auroc(s, y):.3f})")
+        ax.plot(fpr, tpr, linewidth=1.5, color=colours[i % len(colours)],
+                label=f"{curve.name} (AUROC {auroc(s, y):.3f})")
     ax.axvline(0.01, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.set_title(title)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower right", fontsize=7)
+    if many:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=7, frameon=False)
+    else:
+        ax.legend(loc="lower right", fontsize=7)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")
     return out
