@@ -151,7 +151,8 @@ def roc_png(
     FigureCanvasAgg(fig)  # explicit Agg canvas: no global backend switch, no display needed
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
-    colours = matplotlib.colormaps["tab20" if len(curves) > 10 else "tab10"].colors
+    cmap = matplotlib.colormaps["tab20" if len(curves) > 10 else "tab10"]
+    colours = [cmap(i) for i in range(cmap.N)]
     for i, curve in enumerate(curves):
         s, y = _as_arrays(curve.scores, curve.labels)
         fpr, tpr, _ = roc_curve(y, s)
