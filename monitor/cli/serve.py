@@ -11,6 +11,7 @@ FLAG_FIELDS = {
     "spool_dir": "spool_dir", "auth_token": "auth_token", "max_prompt_tokens": "max_prompt_tokens",
     "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s", "max_batch": "max_batch",
     "max_queue": "max_queue", "dedup_ttl": "dedup_ttl_s", "redis_wait_replicas": "redis_wait_replicas",
+    "prefill_chunk": "prefill_chunk_tokens",
 }
 
 
@@ -35,6 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-batch", type=int, metavar="N",
                    help="chat requests decoded together (continuous batching; default 8, 1: one at a time)")
     p.add_argument("--max-queue", type=int, metavar="N", help="requests waiting for the model before 503 (default 64)")
+    p.add_argument("--prefill-chunk", type=int, metavar="N",
+                   help="a longer prompt joining a running batch is prefilled N tokens per step "
+                        "(default 256; 0: all at once)")
     p.add_argument("--redis-wait-replicas", type=int, metavar="N",
                    help="replicas that must confirm each alert batch (Redis WAIT) before it counts as delivered "
                         "(default 0; not with redis+cluster://)")

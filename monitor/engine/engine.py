@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from monitor.engine.batch import BatchDecoder
+from monitor.engine.batch import PREFILL_CHUNK, BatchDecoder
 from monitor.engine.chat import render_chat
 from monitor.engine.decode import Generation
 from monitor.engine.fastpath import fast_path_supported
@@ -36,11 +36,13 @@ class Engine:
         """Continuous batching needs the fast path (Llama-style models)."""
         return self._fast is not None
 
-    def batch_decoder(self, max_batch: int) -> BatchDecoder:
-        """A :class:`BatchDecoder` sharing this engine's fast forward (no weight copies)."""
+    def batch_decoder(self, max_batch: int, prefill_chunk: int | None = PREFILL_CHUNK) -> BatchDecoder:
+        """A :class:`BatchDecoder` sharing this engine's fast forward (no weight copies);
+        ``prefill_chunk`` None or 0: long prompts are never prefilled in chunks."""
         if self._fast is None:
             raise RuntimeError("continuous batching needs the fast path (a Llama-style model)")
-        return BatchDecoder(self.model, self.tokenizer, self.stop_token_ids, max_batch=max_batch, ff=self._fast.ff)
+        return BatchDecoder(self.model, self.tokenizer, self.stop_token_ids, max_batch=max_batch, ff=self._fast.ff,
+                            prefill_chunk=prefill_chunk or None)
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         return render_chat(self.tokenizer, messages)

@@ -168,11 +168,12 @@ class Runtime:
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
         scheduler: Scheduler
         if settings.max_batch > 1 and engine.supports_batching:
-            scheduler = BatchWorker(lambda: engine.batch_decoder(settings.max_batch), settings.max_queue,
-                                    threads=settings.threads)
+            scheduler = BatchWorker(lambda: engine.batch_decoder(settings.max_batch, settings.prefill_chunk_tokens),
+                                    settings.max_queue, threads=settings.threads)
         else:
             scheduler = SingleWorker(settings.max_queue, threads=settings.threads)
-        log.info("scheduler", kind=type(scheduler).__name__, max_batch=settings.max_batch)
+        log.info("scheduler", kind=type(scheduler).__name__, max_batch=settings.max_batch,
+                 prefill_chunk_tokens=settings.prefill_chunk_tokens)
         return cls(settings=settings, lm=loaded_model, backend=backend, store=store, sink=sink,
                    scheduler=scheduler, metrics=metrics, gate=Gate())
 

@@ -57,6 +57,11 @@ class ServerSettings(BaseSettings):
     alert_flush_timeout_s: float = Field(5.0, ge=0, description="How long shutdown waits for alerts to reach Redis.")
     max_queue: int = Field(64, ge=1, description="Requests waiting for the generation worker before 503.")
     max_batch: int = Field(8, ge=1, le=256, description="Chat requests decoded together (continuous batching); 1: one at a time.")
+    prefill_chunk_tokens: int = Field(
+        256, ge=0, le=65536,
+        description="A longer prompt joining a running batch is prefilled this many tokens per decode step, "
+                    "so the other streams keep going (smaller: shorter pauses, later first token for the "
+                    "long prompt); 0: prefill every prompt in one forward.")
 
     @classmethod
     def settings_customise_sources(

@@ -84,3 +84,18 @@ def test_replica_confirmation_is_off_by_default_and_refused_on_a_cluster_url():
         load_settings(redis_wait_replicas=1, redis_url="redis+cluster://127.0.0.1:7000")
     with pytest.raises(SettingsError, match="redis_wait_timeout_ms"):
         load_settings(redis_wait_timeout_ms=5000)
+
+
+def test_prefill_chunk_defaults_to_the_engines_and_zero_turns_it_off(monkeypatch):
+    from monitor.engine import Engine
+    from monitor.engine.batch import PREFILL_CHUNK
+    from tests.toymodel import ToyTokenizer, toy_model
+
+    assert load_settings().prefill_chunk_tokens == PREFILL_CHUNK == 256
+    monkeypatch.setenv("SAEGUARD_PREFILL_CHUNK_TOKENS", "64")
+    assert load_settings().prefill_chunk_tokens == 64
+    with pytest.raises(SettingsError, match="prefill_chunk_tokens"):
+        load_settings(prefill_chunk_tokens=-1)
+    engine = Engine(toy_model(), ToyTokenizer())
+    assert engine.batch_decoder(4, 64).prefill_chunk == 64
+    assert engine.batch_decoder(4, 0).prefill_chunk is None
