@@ -5,9 +5,7 @@ and the consumer-group CLI and the example subscriber read it; with no node reac
 from __future__ import annotations
 
 import json
-import random
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from redis.crc import key_slot
 from monitor.alerts.redis_stream import AlertTransportError, RedisStreamWriter, make_redis_client
 from monitor.alerts.sink import AlertSink
 from monitor.alerts.spool import Spool
+from tests.redis_cluster import cluster_ok, cluster_port, owner_port, ping
 from tests.redis_server import REDIS_BIN, free_port, redis_available
 from tests.unit.alerts.fakes import make_alert
 from tests.waiting import eventually
@@ -35,7 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
     cli = shutil.which("redis-cli")
     if not redis_available() or cli is None:
         pytest.skip("needs redis-server and redis-cli")
-    ports = [_cluster_port() for _ in range(3)]
+    ports = [cluster_port() for _ in range(3)]
     procs = []
     for port in ports:
         data = tmp_path_factory.mktemp(f"cluster-{port}")
@@ -45,60 +44,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
              "--save", "", "--logfile", "redis.log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         for port in ports:
-            assert _eventually(lambda p=port: _ping(p), 10), f"node {port} did not start"
+            assert eventually(lambda p=port: ping(p), 10), f"node {port} did not start"
         subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                         "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         for port in ports:
-            assert _eventually(lambda p=port: _cluster_ok(p), 30), "cluster not ok"
+            assert eventually(lambda p=port: cluster_ok(p), 30), "cluster not ok"
         yield ports
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(10)
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too."""
-    rng = random.Random()
-    while True:
-        port = rng.randrange(20000, 50000)
-        if all(_free(p) for p in (port, port + 10000)):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _ping(port: int) -> bool:
-    try:
-        with redis.Redis(port=port, socket_timeout=0.5) as c:
-            return bool(c.ping())
-    except redis.RedisError:
-        return False
-
-
-def _cluster_ok(port: int) -> bool:
-    with redis.Redis(port=port) as c:
-        return bool(c.cluster("info").get("cluster_state") == "ok")
-
-
-def _eventually(pred, timeout: float = 10.0) -> bool:
-    return eventually(pred, timeout)
-
-
-def owner_port(ports: list[int], stream: str) -> int:
-    slot = key_slot(stream.encode())
-    with redis.Redis(port=ports[0], decode_responses=True) as c:
-        for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
-            if start <= slot <= end:
-                return int(primary[1])
-    raise AssertionError("slot not covered")
 
 
 def test_alerts_reach_the_streams_slot_through_another_node_once_each(cluster, tmp_path):
@@ -161,6 +116,6 @@ def test_cluster_unreachable_send_fails_cleanly_and_the_sink_spools(tmp_path):
     sink = AlertSink(writer, Spool(tmp_path / "spool"), retry_min_s=0.05, retry_max_s=0.2)
     sink.start()
     sink.publish(make_alert(1))
-    assert _eventually(lambda: sink.state().spooled == 1, 10)
+    assert eventually(lambda: sink.state().spooled == 1, 10)
     assert not sink.state().connected
     sink.close(timeout=0.5)
