@@ -1,9 +1,9 @@
 """Shared pieces of the probe experiments that run outside ``train-probes``.
 
 The experiment scripts are :mod:`.estimator_study`, :mod:`.likelihood_study`,
-:mod:`.onpolicy_deception` and :mod:`.onpolicy_sycophancy`. They share three things: the
-common flags, the residual cache store they read, and the residuals of chats the model
-answered itself.
+:mod:`.onpolicy_deception`, :mod:`.onpolicy_sycophancy` and :mod:`.heldout_breakdown`. They
+share the common flags, the residual cache store they read, and (the on-policy ones) the
+residuals of chats the model answered itself.
 """
 
 from __future__ import annotations
