@@ -102,6 +102,11 @@ class BatchDecoder:
 
     # -- membership ------------------------------------------------------------------------
     @property
+    def held(self) -> list[BatchRequest]:
+        """Every request in the batch: active, then pending."""
+        return self.active + self.pending
+
+    @property
     def occupied(self) -> int:
         """Rows in use: active plus pending requests."""
         return len(self.active) + len(self.pending)
@@ -148,9 +153,7 @@ class BatchDecoder:
         lengths = [len(r.prompt_ids) for r in reqs]
         width = max(lengths)
         for i, req in enumerate(reqs):
-            self.cache.reset_row(first + i)
-            req._gen = req.params.make_generator(torch.device(self.ff.device))
-            req._detok = IncrementalDecoder(self.tokenizer)
+            self._prepare(req, first + i)
             self.active.append(req)
         padded = [r.prompt_ids + [r.prompt_ids[-1]] * (width - len(r.prompt_ids)) for r in reqs]
         tokens = torch.tensor(padded, dtype=torch.long, device=self.ff.device)
@@ -163,15 +166,19 @@ class BatchDecoder:
         return {r: events.get(r, []) for r in reqs}
 
     # -- chunked prefill --------------------------------------------------------------------
-    def _start_pending(self, req: BatchRequest) -> None:
-        req._row = self._free_row(exclude=range(0, len(self.active)))
-        req._prefilled = 0
-        self.cache.reset_row(req._row)
+    def _prepare(self, req: BatchRequest, row: int) -> None:
+        """A joining request's empty cache row, sampling generator and detokenizer."""
+        self.cache.reset_row(row)
         req._gen = req.params.make_generator(torch.device(self.ff.device))
         req._detok = IncrementalDecoder(self.tokenizer)
+
+    def _start_pending(self, req: BatchRequest) -> None:
+        req._row = self._free_row()
+        req._prefilled = 0
+        self._prepare(req, req._row)
         self.pending.append(req)
 
-    def _free_row(self, exclude: range) -> int:
+    def _free_row(self, exclude: range = range(0)) -> int:
         """The highest row neither active, pending nor in ``exclude``."""
         used = set(range(len(self.active))) | {p._row for p in self.pending} | set(exclude)
         for row in range(self.max_batch - 1, -1, -1):

@@ -283,14 +283,13 @@ class BatchWorker(_QueuedWorker):
 
     def _step(self) -> None:
         decoder = self._get_decoder()
-        held = decoder.active + decoder.pending
-        for req in [r for r in held if self._jobs[id(r)].stream.cancelled.is_set()]:
+        for req in [r for r in decoder.held if self._jobs[id(r)].stream.cancelled.is_set()]:
             decoder.remove(req)
             log.info("request_cancelled", request_id=req.request_id)
             self._leave(req)
-        if not (decoder.active or decoder.pending):
+        before = decoder.held  # a pending prompt may finish and sample in this step
+        if not before:
             return
-        before = decoder.active + decoder.pending  # a pending prompt may finish and sample in this step
         try:
             events = decoder.step()
         except Exception as exc:
@@ -335,6 +334,6 @@ class BatchWorker(_QueuedWorker):
 
     def _reset_if_broken(self, decoder: BatchDecoder) -> None:
         """A failed prefill may leave the decoder holding a half-added request: drop it."""
-        for req in decoder.active + decoder.pending:
+        for req in decoder.held:
             if id(req) not in self._jobs:
                 decoder.remove(req)
