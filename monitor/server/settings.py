@@ -21,6 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from monitor.alerts.cluster import cluster_url
+
 
 class SettingsError(ValueError):
     """Settings that cannot be used (one line, names the field)."""
@@ -84,7 +86,7 @@ class ServerSettings(BaseSettings):
         if not is_loopback(self.host) and not self.auth_token:
             raise ValueError(f"binding {self.host} (not loopback) needs auth_token "
                              "(--auth-token or SAEGUARD_AUTH_TOKEN)")
-        if self.redis_wait_replicas and self.redis_url.startswith("redis+cluster://"):
+        if self.redis_wait_replicas and cluster_url(self.redis_url) is not None:
             raise ValueError("redis_wait_replicas is not supported with a redis+cluster:// URL "
                              "(WAIT would not reach the stream's node); use 0")
         return self

@@ -82,6 +82,8 @@ def test_replica_confirmation_is_off_by_default_and_refused_on_a_cluster_url():
     assert load_settings(redis_wait_replicas=1).redis_wait_replicas == 1
     with pytest.raises(SettingsError, match="redis_wait_replicas is not supported"):
         load_settings(redis_wait_replicas=1, redis_url="redis+cluster://127.0.0.1:7000")
+    with pytest.raises(SettingsError, match="redis_wait_replicas is not supported"):
+        load_settings(redis_wait_replicas=1, redis_url="rediss+cluster://127.0.0.1:7000")
     with pytest.raises(SettingsError, match="redis_wait_timeout_ms"):
         load_settings(redis_wait_timeout_ms=5000)
 
