@@ -68,7 +68,7 @@ def evaluate_cached(pack: Path, store: Path, root: Path, concept: str | None,
         sources = load_sources(framing.evaluated, root, bank)
         train_names = [s.name for s in framing.sources]
         held = framing.held_out_names
-        fit = ProbeFit(rec.weights, rec.bias, 0, 0, 0, (), 0, 0, 0, 0, "l2", 0)
+        fit = ProbeFit.saved(rec.weights, rec.bias)
         reading = probe_reading(dict(rec.extra))
         dense = run_attempt(rec.concept, Attempt(f"dense:{ps.layer}", "mean"), feats, sources, train_names,
                             held_out=held)[0]

@@ -79,6 +79,10 @@ class AttemptResult:
     """``"val|source|reading"`` / ``"loso|source|reading"`` / ``"cross|source|reading"`` ->
     (scores, labels), for ROC plots."""
 
+    def block(self, kind: str) -> dict[str, dict[str, Any]]:
+        """``in_source`` for ``"val"``, ``cross`` for ``"cross"`` (the curve-key prefixes)."""
+        return self.cross if kind == "cross" else self.in_source
+
     def summary(self) -> dict[str, Any]:
         """Flat numbers for tables."""
         return {
@@ -163,6 +167,23 @@ def _reports(scores: Mapping[str, np.ndarray], y: np.ndarray, mask: np.ndarray) 
     return out
 
 
+def _scored_parts(sources: Mapping[str, SourceData],
+                  held_out: Sequence[str]) -> list[tuple[str, SourceData, str, np.ndarray]]:
+    """(name, source, kind, mask) of what a shipped-style fit is scored on: all of each
+    held-out source (kind ``cross``), the validation split of the others (``val``)."""
+    out = []
+    for name, sd in sources.items():
+        if name in held_out:
+            out.append((name, sd, "cross", np.ones(sd.y.size, bool)))
+        elif sd.val.any():
+            out.append((name, sd, "val", sd.val))
+    return out
+
+
+def _rounded(block: Mapping[str, Any]) -> dict[str, float]:
+    return {k: round(v["pooled"]["auroc"], 3) for k, v in block.items()}
+
+
 def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
                 sources: Mapping[str, SourceData], train_names: Sequence[str],
                 loso: bool = True, held_out: Sequence[str] = ()) -> tuple[AttemptResult, ProbeFit]:
@@ -174,17 +195,11 @@ def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
     parts = [(sources[n], ~sources[n].val) for n in train_names]
     fit = fit_on(feats, basis, parts, attempt.pooling, attempt.cs)
     result.c, result.cv_auroc = fit.c, fit.cv_auroc
-    for name, sd in sources.items():
-        if name in held_out:
-            sc = score_source(feats, basis, fit, sd, attempt.pooling, readings)
-            result.cross[name] = _reports(sc, sd.y, np.ones(sd.y.size, bool))
-            for r, s in sc.items():
-                result.curves[f"cross|{name}|{r}"] = (s, sd.y)
-        elif sd.val.any():
-            sc = score_source(feats, basis, fit, sd, attempt.pooling, readings)
-            result.in_source[name] = _reports(sc, sd.y, sd.val)
-            for r, s in sc.items():
-                result.curves[f"val|{name}|{r}"] = (s[sd.val], sd.y[sd.val])
+    for name, sd, kind, mask in _scored_parts(sources, held_out):
+        sc = score_source(feats, basis, fit, sd, attempt.pooling, readings)
+        result.block(kind)[name] = _reports(sc, sd.y, mask)
+        for r, s in sc.items():
+            result.curves[f"{kind}|{name}|{r}"] = (s[mask], sd.y[mask])
     if loso and len(train_names) >= 2:
         for held in train_names:
             others = [(sources[n], ~sources[n].val) for n in train_names if n != held]
@@ -194,11 +209,8 @@ def run_attempt(concept: str, attempt: Attempt, feats: TokenFeatures,
             result.loso[held] = _reports(sc, sd.y, np.ones(sd.y.size, bool)) | {"C": f.c}
             for r, s in sc.items():
                 result.curves[f"loso|{held}|{r}"] = (s, sd.y)
-    log.info("attempt_done", concept=concept, attempt=attempt.name, C=fit.c,
-             cv_auroc=round(fit.cv_auroc, 3),
-             in_source={k: round(v["pooled"]["auroc"], 3) for k, v in result.in_source.items()},
-             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()},
-             cross={k: round(v["pooled"]["auroc"], 3) for k, v in result.cross.items()})
+    log.info("attempt_done", concept=concept, attempt=attempt.name, C=fit.c, cv_auroc=round(fit.cv_auroc, 3),
+             in_source=_rounded(result.in_source), loso=_rounded(result.loso), cross=_rounded(result.cross))
     return result, fit
 
 
@@ -222,15 +234,10 @@ def run_tfidf(concept: str, sources: Mapping[str, SourceData], train_names: Sequ
     result = AttemptResult(concept, Attempt("tfidf", "text"))
     model = fit([(sources[n], ~sources[n].val) for n in train_names])
     result.c, result.cv_auroc = model.c, model.cv_auroc
-    for name, sd in sources.items():
-        if name in held_out:
-            s = model.scores(sd.texts())
-            result.cross[name] = {"pooled": report(s, sd.y), "runtime": {}}
-            result.curves[f"cross|{name}|pooled"] = (s, sd.y)
-        elif sd.val.any():
-            s = model.scores(sd.texts())
-            result.in_source[name] = {"pooled": report(s[sd.val], sd.y[sd.val]), "runtime": {}}
-            result.curves[f"val|{name}|pooled"] = (s[sd.val], sd.y[sd.val])
+    for name, sd, kind, mask in _scored_parts(sources, held_out):
+        s = model.scores(sd.texts())
+        result.block(kind)[name] = {"pooled": report(s[mask], sd.y[mask]), "runtime": {}}
+        result.curves[f"{kind}|{name}|pooled"] = (s[mask], sd.y[mask])
     if loso and len(train_names) >= 2:
         for held in train_names:
             m = fit([(sources[n], ~sources[n].val) for n in train_names if n != held])
@@ -239,7 +246,5 @@ def run_tfidf(concept: str, sources: Mapping[str, SourceData], train_names: Sequ
             result.loso[held] = {"pooled": report(s, sd.y), "runtime": {}, "C": m.c}
             result.curves[f"loso|{held}|pooled"] = (s, sd.y)
     log.info("attempt_done", concept=concept, attempt="tfidf", C=model.c,
-             in_source={k: round(v["pooled"]["auroc"], 3) for k, v in result.in_source.items()},
-             loso={k: round(v["pooled"]["auroc"], 3) for k, v in result.loso.items()},
-             cross={k: round(v["pooled"]["auroc"], 3) for k, v in result.cross.items()})
+             in_source=_rounded(result.in_source), loso=_rounded(result.loso), cross=_rounded(result.cross))
     return result

@@ -49,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset, _, domain = args.source.partition(":")
     sd = load_source(Source(dataset, domain or None), resolve_datasets_root(args.datasets), feats.bank)
     rec = next(r for r in load_probes(pack / "probes").probes if r.name == args.concept)
-    fit = ProbeFit(rec.weights, rec.bias, 0, 0, 0, (), 0, 0, 0, 0, "l2", 0)
     T, offsets = feats.tokens(Basis.parse(f"sae:{ps.layer}"), sd.keys)
-    scores = runtime_scores(fit, T, offsets, probe_reading(dict(rec.extra)))
+    scores = runtime_scores(ProbeFit.saved(rec.weights, rec.bias), T, offsets, probe_reading(dict(rec.extra)))
     for field in filter(None, args.by.split(",")):
         values = np.asarray([str(t.meta.get(field)) for t in sd.transcripts])
         for value in sorted(set(values)):

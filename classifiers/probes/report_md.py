@@ -38,6 +38,11 @@ def _fci(rep: Mapping[str, Any] | None) -> str:
     return _f(rep.get("auroc")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
+def _goal_met(rt: Mapping[str, Any]) -> str:
+    """``yes``/``no`` for a run-time report against the issue's goal."""
+    return "yes" if (rt.get("auroc") or 0) >= 0.85 and (rt.get("tpr_at_1pct_fpr") or 0) >= 0.5 else "no"
+
+
 def roc_plots(out_dir: Path, outcomes: Sequence[Any]) -> list[Path]:
     """roc_<concept>_loso.png and roc_<concept>_val.png: shipped SAE probe vs baselines."""
     paths = []
@@ -92,26 +97,23 @@ def render_report(outcomes: Sequence[Any], header: Mapping[str, Any], notes: str
         w = o.calibration.reading.name
         base = m["baselines"]
         dense_key = next((k for k in base if k.startswith("dense:")), None)
+        def baseline(name: str | None, block: str, src: str) -> Any:
+            return base.get(name, {}).get(block, {}).get(src, {}).get("auroc") if name else None
+
         for src, v in m["in_source_val"].items():
             lo = m["leave_one_source_out"].get(src)
             rt = (lo or {}).get("runtime") or {}
-            d = base.get(dense_key, {}).get("leave_one_source_out", {}).get(src, {}) if dense_key else {}
-            t = base.get("tfidf/text", {}).get("leave_one_source_out", {}).get(src, {})
-            met = "–"
-            if lo:
-                met = "yes" if (rt.get("auroc") or 0) >= 0.85 and (rt.get("tpr_at_1pct_fpr") or 0) >= 0.5 else "no"
             lines.append(
                 f"| {o.record.concept} | {src} | {_f(v['pooled']['auroc'])} / {_f((v.get('runtime') or {}).get('auroc'))} "
                 f"| {_f((lo or {}).get('pooled', {}).get('auroc'))} | {_fci(rt) if lo else '–'} "
-                f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(d.get('auroc'))} | {_f(t.get('auroc'))} | {met} |")
+                f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(baseline(dense_key, 'leave_one_source_out', src))} "
+                f"| {_f(baseline('tfidf/text', 'leave_one_source_out', src))} | {_goal_met(rt) if lo else '–'} |")
         for src, v in (m.get("held_out_sources") or {}).items():
             rt = v.get("runtime") or {}
-            d = base.get(dense_key, {}).get("held_out_sources", {}).get(src, {}) if dense_key else {}
-            t = base.get("tfidf/text", {}).get("held_out_sources", {}).get(src, {})
-            met = "yes" if (rt.get("auroc") or 0) >= 0.85 and (rt.get("tpr_at_1pct_fpr") or 0) >= 0.5 else "no"
             lines.append(
                 f"| {o.record.concept} | {src} (held-out set) | – | {_f(v['pooled']['auroc'])} | {_fci(rt)} "
-                f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(d.get('auroc'))} | {_f(t.get('auroc'))} | {met} |")
+                f"| {_f(rt.get('tpr_at_1pct_fpr'), 2)} | {_f(baseline(dense_key, 'held_out_sources', src))} "
+                f"| {_f(baseline('tfidf/text', 'held_out_sources', src))} | {_goal_met(rt)} |")
         lines.append(f"| {o.record.concept} | *window* | {w} | | | | | | |")
     lines += ["", "## Calibration (run-time reading; negatives = validation negatives + benign chat)", "",
               "| concept | window | threshold @1% | threshold @5% | negatives (benign) | achieved FPR 1% / 5% | benign-only FPR 1% / 5% |",

@@ -59,6 +59,11 @@ class ProbeFit:
     seconds: float
     """Wall time of CV + final fit."""
 
+    @classmethod
+    def saved(cls, weights: np.ndarray, bias: float) -> ProbeFit:
+        """A probe as stored in a pack (weights and bias only, no training record), for scoring."""
+        return cls(weights, bias, 0, 0, 0, (), 0, 0, 0, 0, "l2", 0)
+
     def logits(self, X: Any) -> np.ndarray:
         """``X @ weights + bias`` for a dense or sparse [n, d] matrix."""
         return np.asarray(X @ self.weights).ravel() + self.bias
