@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--by", default="domain,category", help="meta fields to split by")
     args = parser.parse_args(argv)
 
-    from classifiers.datasets import resolve_datasets_root
+    from classifiers.datasets import get_dataset, resolve_datasets_root
     from classifiers.features.bank import ResidualBank
     from classifiers.probes.basis import Basis, TokenFeatures
     from classifiers.probes.commands import load_pack_sae
@@ -44,11 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     store = resolve_store(parser, args.store)
     pack = Path(args.pack)
+    probes = {r.name: r for r in load_probes(pack / "probes").probes}
+    if args.concept not in probes:
+        parser.error(f"--concept {args.concept!r}: the pack has probes {sorted(probes)}")
+    rec = probes[args.concept]
+    dataset, _, domain = args.source.partition(":")
+    try:
+        get_dataset(dataset)
+    except KeyError as exc:
+        parser.error(f"--source: {exc.args[0]}")
     ps = load_pack_sae(pack / "sae")
     feats = TokenFeatures(ResidualBank(store), ps.sae, ps.layer)
-    dataset, _, domain = args.source.partition(":")
     sd = load_source(Source(dataset, domain or None), resolve_datasets_root(args.datasets), feats.bank)
-    rec = next(r for r in load_probes(pack / "probes").probes if r.name == args.concept)
+    if not sd.keys:
+        parser.error(f"--source {args.source}: nothing of it is in the residual cache {store} (run `saeguard probe-cache`)")
     T, offsets = feats.tokens(Basis.parse(f"sae:{ps.layer}"), sd.keys)
     scores = runtime_scores(ProbeFit.saved(rec.weights, rec.bias), T, offsets, probe_reading(dict(rec.extra)))
     for field in filter(None, args.by.split(",")):

@@ -43,3 +43,17 @@ def test_eval_probes_refits_the_held_out_numbers_with_the_shipped_probes_own_rec
         assert loso_recipe(probe, probe["layer"]) == Attempt(f"sae:{probe['layer']}", "token", SHIPPED_CS)
         assert probe["metrics"]["leave_one_source_out"]  # the numbers that recipe reproduces
     assert loso_recipe({"trained_on": "mean-pooled transcripts"}, 9) == Attempt("sae:9", "mean")
+
+
+def test_heldout_breakdown_names_what_is_wrong_with_its_arguments(tmp_path, capsys) -> None:
+    import pytest
+
+    from classifiers.probes.heldout_breakdown import main
+
+    for args, message in ((["--concept", "nope"], "the pack has probes ['bias', 'deception'"),
+                          (["--source", "nope"], "unknown dataset 'nope'"),
+                          (["--source", "code_sven"], "nothing of it is in the residual cache")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--store", str(tmp_path), "--pack", str(PROBES.parent), *args])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
