@@ -1,10 +1,35 @@
-"""Fixtures shared by all tests: a real redis-server (see tests/redis_server.py)."""
+"""Fixtures shared by all tests: a real redis-server (see tests/redis_server.py), and the
+torch thread count (``SAEGUARD_TEST_THREADS``, default 2).
+
+The suite must pass on any x86 CPU (Intel or AMD: MKL and ATen pick other kernels there,
+``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ATEN_CPU_CAPABILITY=default`` show those paths on
+Intel) and with 1 or 2 threads (other summation orders). So no test compares the floats
+of two computation paths for bit equality or a strict ordering at the edge: numerical
+claims are tolerances, and tests assert what a user notices (the same greedy tokens, the
+same top features, a contribution removed to within a tolerance).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+
+
+def threads_for_tests() -> int:
+    """torch threads for this run: ``SAEGUARD_TEST_THREADS`` (1 or 2 in CI), default 2."""
+    return max(1, int(os.environ.get("SAEGUARD_TEST_THREADS", "2")))
+
+
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest hook signature
+    import torch
+
+    n = threads_for_tests()
+    torch.set_num_threads(n)
+    # daemons and CLIs the tests start read these (pydantic settings / OpenMP)
+    os.environ.setdefault("SAEGUARD_THREADS", str(n))
+    os.environ["OMP_NUM_THREADS"] = str(n)
 
 try:
     from tests.redis_server import RedisServer, redis_available

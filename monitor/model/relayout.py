@@ -5,7 +5,8 @@ TransformerLens 3.9 computes e.g. ``F.linear(x, self.W_gate.T.contiguous())`` an
 each of those copies the weight (~80% of a decode step's time on a 2-core CPU). Here each
 such parameter becomes a strided *view* of a tensor stored in the layout the forward
 wants: same values, other strides, so ``.contiguous()`` is a no-op and the rearrange is a
-free reshape. Logits are bit-identical (tested). The tied unembedding becomes a view of
+free reshape. Logits agree to fp32 rounding (BLAS may pick other kernels for the other
+strides) and the greedy tokens are identical (tested). The tied unembedding becomes a view of
 the embedding (one copy of the 49152x576 matrix instead of two).
 """
 

@@ -8,8 +8,9 @@ import torch
 def loaded_model():
     """The real SmolLM2-135M-Instruct as a re-laid HookedTransformer (LoadedModel)."""
     from monitor.model import load_model
+    from tests.conftest import threads_for_tests
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads_for_tests())
     return load_model()
 
 

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def lm():
     from monitor.model import load_model
+    from tests.conftest import threads_for_tests
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads_for_tests())
     return load_model()
 
 

@@ -7,11 +7,16 @@ from monitor.model.relayout import relayout_for_speed
 from tests.toymodel import toy_model
 
 
-def test_relayout_keeps_logits_bit_identical():
+def test_relayout_keeps_the_logits_and_the_greedy_tokens():
     tokens = torch.tensor([[3, 7, 1, 9, 4, 4, 12]])
     plain = toy_model()
     fast = relayout_for_speed(toy_model())
-    assert torch.equal(plain(tokens), fast(tokens))
+    a, b = plain(tokens), fast(tokens)
+    # Same values in other strides: BLAS may pick other kernels and summation orders for
+    # the two layouts (AMD vs Intel, 1 vs 2 threads), so fp32 rounding differs at ~1e-6
+    # of the logit scale; what a user sees, the next token at each position, is the same.
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
     # and the re-laid parameters are views whose transposes are contiguous (no copies)
     assert fast.blocks[0].mlp.W_gate.T.is_contiguous()
 
