@@ -17,6 +17,7 @@ from collections.abc import Sequence
 #: ``func=...`` on its parser(s) through ``set_defaults``; ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.generate",
+    "monitor.cli.models",
     "monitor.cli.policy",
     "monitor.cli.alerts",
     "monitor.cli.sae",

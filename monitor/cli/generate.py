@@ -10,7 +10,8 @@ from typing import Any
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that loads a model."""
     p.add_argument("--model", default="smollm2-135m-instruct",
-                   help="model spec: smollm2-135m-instruct (offline default) or hf:<name>")
+                   help="model spec: smollm2-135m-instruct (offline default), qwen2.5-coder-0.5b-instruct, "
+                        "qwen2.5-coder-1.5b-instruct (`saeguard models`) or hf:<name>")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 

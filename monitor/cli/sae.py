@@ -22,7 +22,9 @@ def _repo_root() -> Path:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--work-dir", default=None, help="corpus/cache/runs directory (default: <repo>/var/sae)")
+    p.add_argument("--work-dir", default=None,
+                   help="corpus/cache/runs directory (default: <repo>/var/sae for the default model, "
+                        "<repo>/var/sae/<model> for another: the corpus is tokenized per model)")
     p.add_argument("--datasets-root", default=None,
                    help="shared datasets root (default: ../shared/datasets relative to the repo)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model spec")
@@ -73,6 +75,15 @@ def register(subparsers: Any) -> None:
     lab.set_defaults(func=run_features_label)
 
 
+def default_work_dir(model: str) -> Path:
+    """``var/sae`` for the default model (where its runs have always been), else
+    ``var/sae/<model>``: each model tokenizes the corpus and caches activations its own way."""
+    from monitor.model.registry import DEFAULT_SPEC
+
+    base = _repo_root() / "var" / "sae"
+    return base if model == DEFAULT_SPEC else base / model.replace(":", "_").replace("/", "_")
+
+
 def _command_line() -> str:
     return "saeguard " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -91,7 +102,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Path]:
     root = resolve_datasets_root(args.datasets_root, os.environ.get("SAEGUARD_DATASETS"))
     if not root.is_dir():
         raise CliError(f"datasets root not found: {root} (pass --datasets-root)")
-    ws = Workspace(Path(args.work_dir) if args.work_dir else _repo_root() / "var" / "sae")
+    ws = Workspace(Path(args.work_dir) if args.work_dir else default_work_dir(args.model))
     try:
         lm = load_model(args.model)
     except ModelSpecError as exc:

@@ -1,7 +1,9 @@
-"""Build a ``HookedTransformer`` from a Llama-architecture HF model (SmolLM2).
+"""Build a ``HookedTransformer`` from a Llama- or Qwen2-architecture HF model.
 
-SmolLM2 is not in TransformerLens' list of official models, so its config is built by
-hand from the HF config, with every weight-processing step off (``fold_ln``,
+SmolLM2 is not in TransformerLens' list of official models, and the Qwen2.5-Coder files
+come from GGUF repacks, so each config is built by hand from the HF config (as
+TransformerLens' own Qwen2 entry would: Q/K/V biases, grouped-query attention, the file's
+rotary base and norm eps), with every weight-processing step off (``fold_ln``,
 ``center_writing_weights``, ``center_unembed``, ``fold_value_biases``): then
 ``blocks.L.hook_resid_post`` equals HF ``hidden_states[L+1]`` and an SAE trained on one
 transfers to the other.
@@ -14,9 +16,22 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+from transformer_lens.pretrained.weight_conversions.qwen2 import convert_qwen2_weights
+
+ARCHITECTURES = {
+    "llama": ("LlamaForCausalLM", convert_llama_weights),
+    "qwen2": ("Qwen2ForCausalLM", convert_qwen2_weights),
+}
+"""HF ``model_type`` -> (TransformerLens ``original_architecture``, weight conversion)."""
 
 
-def llama_tl_config(hf_config: Any, device: torch.device, n_ctx: int | None = None) -> HookedTransformerConfig:
+def llama_tl_config(hf_config: Any, device: torch.device, n_ctx: int | None = None,
+                    model_name: str = "") -> HookedTransformerConfig:
+    """TransformerLens config for a Llama or Qwen2 HF config (the two differ only in the
+    Q/K/V biases, which the conversion carries; the config fields are the same)."""
+    model_type = getattr(hf_config, "model_type", "llama")
+    if model_type not in ARCHITECTURES:
+        raise ValueError(f"unsupported architecture {model_type!r}: expected one of {sorted(ARCHITECTURES)}")
     rope = getattr(hf_config, "rope_parameters", None) or {}
     rope_theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
     n_kv = hf_config.num_key_value_heads
@@ -38,19 +53,20 @@ def llama_tl_config(hf_config: Any, device: torch.device, n_ctx: int | None = No
         rotary_base=rope_theta,
         final_rms=True,
         gated_mlp=True,
-        original_architecture="LlamaForCausalLM",
+        original_architecture=ARCHITECTURES[model_type][0],
         tokenizer_prepends_bos=False,
         default_prepend_bos=False,
         dtype=torch.float32,
         device=str(device),
         init_weights=False,
-        model_name="SmolLM2-135M-Instruct",
+        model_name=model_name or model_type,
     )
 
 
-def hooked_from_hf(hf_model: Any, tokenizer: Any, device: torch.device, n_ctx: int | None = None) -> HookedTransformer:
-    cfg = llama_tl_config(hf_model.config, device, n_ctx=n_ctx)
-    state = convert_llama_weights(hf_model, cfg)
+def hooked_from_hf(hf_model: Any, tokenizer: Any, device: torch.device, n_ctx: int | None = None,
+                   model_name: str = "") -> HookedTransformer:
+    cfg = llama_tl_config(hf_model.config, device, n_ctx=n_ctx, model_name=model_name)
+    state = ARCHITECTURES[hf_model.config.model_type][1](hf_model, cfg)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False, default_padding_side="left")
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Only the IGNORE masks / rotary buffers may be missing; any weight missing is a bug.

