@@ -1,15 +1,6 @@
-"""Save and load a pack's probes: ``probes.safetensors`` + ``probes.json`` (no pickles).
-
-- ``probes.safetensors``: ``W`` float32 [d, n_probes] and ``b`` float32 [n_probes]; column
-  ``i`` is the ``i``-th probe in ``probes.json``'s key order. Scores are
-  ``sigmoid(x @ W + b)`` over raw features.
-- ``probes.json``::
-
-    {"schema_version": 1, "hook_name": "blocks.15.hook_resid_post", "d_features": 2048,
-     "probes": {"deception": {"concept": "deception", "pooling": "max",
-                              "thresholds": {"0.01": 0.83},
-                              "top_features": [[123, 0.91], ...],
-                              "metrics": {...}, "training": {...}, ...}}, ...}
+"""Write a pack's probes (the format and its reader belong to the runtime:
+:mod:`monitor.pack.probes_file`, re-exported here), and the training-side helpers that
+rank a probe's features.
 
 Both files are written to temporary names and renamed into place, weights first.
 """
@@ -20,74 +11,37 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from classifiers.datasets.types import CONCEPTS
+from monitor.pack.probes_file import (
+    JSON_NAME,
+    RESERVED,
+    SCHEMA_VERSION,
+    TENSORS_NAME,
+    ProbeFileError,
+    ProbeRecord,
+    ProbeSet,
+    load_probes,
+)
 
-SCHEMA_VERSION = 1
-JSON_NAME = "probes.json"
-TENSORS_NAME = "probes.safetensors"
-_RESERVED = {"concept", "pooling", "thresholds", "top_features", "metrics", "training"}
-
-
-class ProbeFileError(ValueError):
-    """probes.json / probes.safetensors are missing, malformed or inconsistent."""
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeRecord:
-    """One probe as stored in a pack."""
-
-    name: str
-    """Key in probes.json (what policies refer to, e.g. "deception")."""
-    concept: str
-    """One of the concepts in :data:`classifiers.datasets.types.CONCEPTS`."""
-    pooling: str
-    """How token scores/features are pooled over the assistant turn (mean, max, last)."""
-    weights: np.ndarray
-    """Weights over raw features, [d]."""
-    bias: float
-    """Intercept."""
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    """Calibrated threshold per target FPR, keyed by the FPR as a string ("0.01")."""
-    top_features: Sequence[tuple[int, float]] = ()
-    """(feature id, contribution) sorted by contribution, descending."""
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    """Evaluation numbers (in-source validation, cross-source, baselines)."""
-    training: Mapping[str, Any] = field(default_factory=dict)
-    """Training manifest: datasets, split seed, C, CV AUROC, command, data hash."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Other per-probe fields (e.g. layer, feature basis); must not reuse reserved keys."""
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeSet:
-    """Everything in a pack's probes/ directory."""
-
-    hook_name: str
-    """Hook point the features are read at."""
-    probes: tuple[ProbeRecord, ...]
-    """Probes in file order (= column order of W)."""
-    schema_version: int = SCHEMA_VERSION
-    """probes.json schema version."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Other top-level probes.json fields."""
-
-    @property
-    def W(self) -> np.ndarray:  # noqa: N802 - the tensor's name in the file
-        """Stacked weights [d, n_probes] float32."""
-        return np.stack([p.weights for p in self.probes], axis=1).astype(np.float32)
-
-    @property
-    def b(self) -> np.ndarray:
-        """Biases [n_probes] float32."""
-        return np.asarray([p.bias for p in self.probes], dtype=np.float32)
+__all__ = [
+    "JSON_NAME",
+    "SCHEMA_VERSION",
+    "TENSORS_NAME",
+    "ProbeFileError",
+    "ProbeRecord",
+    "ProbeSet",
+    "load_probes",
+    "save_probes",
+    "top_features",
+    "typical_activation",
+]
 
 
 def _jsonable(value: Any) -> Any:
@@ -134,7 +88,7 @@ def top_features(
 
 
 def _record_json(record: ProbeRecord) -> dict[str, Any]:
-    clash = _RESERVED & set(record.extra)
+    clash = RESERVED & set(record.extra)
     if clash:
         raise ProbeFileError(f"probe {record.name!r}: extra fields reuse reserved keys {clash}")
     body = {
@@ -189,54 +143,3 @@ def save_probes(
     os.replace(tmp_st, st_path)
     os.replace(tmp_json, json_path)
     return json_path, st_path
-
-
-def load_probes(directory: str | Path) -> ProbeSet:
-    """Read and cross-check probes.json and probes.safetensors."""
-    root = Path(directory)
-    json_path, st_path = root / JSON_NAME, root / TENSORS_NAME
-    for path in (json_path, st_path):
-        if not path.is_file():
-            raise ProbeFileError(f"{path}: missing")
-    try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ProbeFileError(f"{json_path}: invalid JSON ({exc})") from exc
-    for key in ("schema_version", "hook_name", "probes"):
-        if key not in doc:
-            raise ProbeFileError(f"{json_path}: missing top-level key {key!r}")
-    if doc["schema_version"] != SCHEMA_VERSION:
-        raise ProbeFileError(f"{json_path}: schema_version {doc['schema_version']} unsupported")
-    tensors = load_file(str(st_path))
-    if set(tensors) != {"W", "b"}:
-        raise ProbeFileError(f"{st_path}: expected tensors W and b, found {sorted(tensors)}")
-    W, b = tensors["W"], tensors["b"]
-    probes = doc["probes"]
-    if W.ndim != 2 or b.shape != (W.shape[1],) or W.shape[1] != len(probes):
-        raise ProbeFileError(
-            f"{st_path}: W {W.shape} / b {b.shape} do not match {len(probes)} probes in json"
-        )
-    if doc.get("d_features", W.shape[0]) != W.shape[0]:
-        raise ProbeFileError(f"{json_path}: d_features {doc['d_features']} but W has {W.shape[0]}")
-    records = []
-    for i, (name, body) in enumerate(probes.items()):
-        missing = {"concept", "pooling", "thresholds", "top_features"} - set(body)
-        if missing:
-            raise ProbeFileError(f"{json_path}: probes.{name} lacks {sorted(missing)}")
-        records.append(
-            ProbeRecord(
-                name=name,
-                concept=body["concept"],
-                pooling=body["pooling"],
-                weights=W[:, i].copy(),
-                bias=float(b[i]),
-                thresholds={str(k): float(v) for k, v in body["thresholds"].items()},
-                top_features=[(int(f), float(c)) for f, c in body["top_features"]],
-                metrics=body.get("metrics", {}),
-                training=body.get("training", {}),
-                extra={k: v for k, v in body.items() if k not in _RESERVED},
-            )
-        )
-    fixed = ("schema_version", "hook_name", "d_features", "probes")
-    top_extra = {k: v for k, v in doc.items() if k not in fixed}
-    return ProbeSet(doc["hook_name"], tuple(records), int(doc["schema_version"]), top_extra)

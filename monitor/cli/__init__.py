@@ -1,7 +1,11 @@
 """The ``saeguard`` console script.
 
-Each subcommand lives in its own module that exposes ``register(subparsers)``; the
-module is listed in :data:`COMMAND_MODULES`. Nothing heavy is imported until a
+Each runtime subcommand lives in its own module that exposes ``register(subparsers)``;
+the module is listed in :data:`COMMAND_MODULES`. Packages above the runtime add theirs
+through the ``saeguard.commands`` entry-point group (:data:`PLUGIN_GROUP`): each entry
+point names a ``register(subparsers)`` callable (``classifiers.cli:register`` adds the
+training, evaluation and interpretability commands). The runtime never imports them by
+name, so ``monitor`` does not depend on ``classifiers``. Nothing heavy is imported until a
 subcommand runs, so ``saeguard --help`` stays fast. Logging is configured here, once.
 """
 
@@ -10,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 #: Modules that contribute subcommands, in help order. Each defines
 #: ``register(subparsers: argparse._SubParsersAction) -> None`` and sets
@@ -20,12 +26,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor.cli.models",
     "monitor.cli.policy",
     "monitor.cli.alerts",
-    "monitor.cli.sae",
     "monitor.cli.serve",
     "monitor.cli.chat",
-    "monitor.cli.probes",
-    "monitor.cli.interp",
 )
+
+PLUGIN_GROUP = "saeguard.commands"
+"""Entry-point group of ``register(subparsers)`` callables from packages above the runtime."""
 
 
 class CliError(Exception):
@@ -46,16 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug|info|warning|error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     seen: set[str] = set()
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
+    for register in _registrars():
         before = set(subparsers.choices)
-        module.register(subparsers)
+        register(subparsers)
         added = set(subparsers.choices) - before
         dup = added & seen
         if dup:
             raise RuntimeError(f"subcommand registered twice: {sorted(dup)}")
         seen |= added
     return parser
+
+
+def _registrars() -> Iterator[Callable[[Any], None]]:
+    """The runtime's own ``register`` functions, then the plugins' (entry-point name order)."""
+    for name in COMMAND_MODULES:
+        yield importlib.import_module(name).register
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        yield ep.load()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

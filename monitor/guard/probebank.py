@@ -28,7 +28,7 @@ class ProbeBank:
     @classmethod
     def from_dir(cls, probes_dir: str | Path, features: Mapping[str, Any] | None = None,
                  device: str | torch.device = "cpu") -> ProbeBank:
-        from classifiers.probes.io import load_probes
+        from monitor.pack.probes_file import load_probes
 
         ps = load_probes(probes_dir)
         W = torch.stack([torch.as_tensor(r.weights, dtype=torch.float32) for r in ps.probes], dim=1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from classifiers.cli.probes import NOTES_FILE, _notes
 from classifiers.probes.report_md import NOTES_MARKER, with_notes
 from monitor.cli import CliError
-from monitor.cli.probes import NOTES_FILE, _notes
 
 
 def test_notes_default_to_the_output_directorys_notes_file(tmp_path: Path) -> None:

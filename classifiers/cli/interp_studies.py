@@ -1,5 +1,5 @@
 """Handlers of ``saeguard steer sweep|ablate|specificity|contrastive`` and ``saeguard diag
-patch|logit-lens`` (registered by :mod:`monitor.cli.interp`). Each prints one JSON object
+patch|logit-lens`` (registered by :mod:`classifiers.cli.interp`). Each prints one JSON object
 and saves a PNG under ``--out-dir``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-from monitor.cli.interp_context import load_context, out_path, read_prompt_list
+from classifiers.cli.interp_context import load_context, out_path, read_prompt_list
 
 
 def _ints(text: str) -> list[int]:

@@ -1,5 +1,5 @@
 """Interpretability commands: ``features search|contrast|neighbours|attribute|from-probe``
-(added to the ``features`` group of :mod:`monitor.cli.sae`), ``steer
+(added to the ``features`` group of :mod:`classifiers.cli.sae`), ``steer
 sweep|ablate|specificity|contrastive`` and ``diag patch|logit-lens``.
 
 Searches print a table with each feature's evidence (``--json`` for JSON). Studies and
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from monitor.cli.interp_context import (
+from classifiers.cli.interp_context import (
     add_common,
     add_prompts,
     emit,
@@ -22,7 +22,7 @@ from monitor.cli.interp_context import (
     read_prompt_items,
     read_prompt_list,
 )
-from monitor.cli.interp_studies import (
+from classifiers.cli.interp_studies import (
     run_ablate,
     run_contrastive,
     run_logit_lens,

@@ -1,4 +1,4 @@
-"""Loading for the interpretability commands (``monitor.cli.interp``): model, SAE, feature
+"""Loading for the interpretability commands (``classifiers.cli.interp``): model, SAE, feature
 evidence and probes from a guard pack (or an SAE given directly), prompts from flags/files."""
 
 from __future__ import annotations
