@@ -65,6 +65,7 @@ class RequestMetrics:
 
 def create_app(runtime: Runtime) -> FastAPI:
     from monitor.server import routes_chat, routes_ops, routes_score
+    from monitor.server.ui import build_router as ui_router
 
     app = FastAPI(title="saeguard", version="0.1.0",
                   description="Safety monitoring sidecar: OpenAI-compatible chat with SAE probes and policies.")
@@ -73,5 +74,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_chat.router)
     app.include_router(routes_score.router)
     app.include_router(routes_ops.router)
+    app.include_router(ui_router())
     app.add_middleware(RequestMetrics, runtime=runtime)
     return app

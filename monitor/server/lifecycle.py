@@ -61,6 +61,9 @@ class GracefulServer(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            log.info("web_console", url=f"http://{host}:{port}/ui/")
 
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
