@@ -83,6 +83,7 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
     pack_root = Path(args.pack) if args.pack and Path(args.pack).is_dir() else None
     features: dict[str, Any] = {}
     probes_json = None
+    pack = None
     sae = None
     hook = ""
     if args.sae:
@@ -97,7 +98,8 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
             pack = load_pack(pack_root, with_sae=need_sae)
         except PackError as exc:
             raise CliError(str(exc)) from None
-        sae, features, probes_json = pack.sae, pack.features, pack.probes
+        sae, features = pack.sae, pack.features
+        probes_json = None if pack.probes is None else pack.probes.doc
         hook = pack.hook_name if need_sae else ""
     if args.features_json:
         path = Path(args.features_json)
@@ -109,8 +111,12 @@ def load_context(args: argparse.Namespace, need_sae: bool = True) -> Context:
     if sae is not None and not hook:
         raise CliError("the SAE's cfg.json names no hook point (metadata.hook_name)")
     try:
+        if pack is not None:
+            pack.check_model_spec(args.model)
         lm = load_model(args.model)
-    except ModelSpecError as exc:
+        if pack is not None:
+            pack.check_model(lm.spec, lm.weights_sha256)
+    except (ModelSpecError, PackError) as exc:
         raise CliError(str(exc)) from None
     from classifiers.interp.runtime import special_ids_of
 

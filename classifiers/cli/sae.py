@@ -188,7 +188,7 @@ def run_features_show(args: argparse.Namespace) -> int:
         pack = load_pack(args.pack, with_sae=False, check_probes=False)  # shows SAE evidence only
     except PackError as exc:
         raise CliError(str(exc)) from None
-    d_sae = int(pack.manifest.get("sae", {}).get("d_sae", 0))
+    d_sae = int(pack.sae_cfg.get("d_sae") or pack.manifest.sae.get("d_sae", 0))
     if args.id < 0 or (d_sae and args.id >= d_sae):
         raise CliError(f"feature id {args.id} out of range (0..{d_sae - 1})")
     if not pack.features:

@@ -88,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompts = [c[0]["content"] for c in chats]
     lm = load_model(args.model)
     pack = load_pack(args.pack)
+    pack.check_model(lm.spec, lm.weights_sha256)
     guard = Guard.from_pack(pack, lm.tokenizer, model_spec=lm.spec)
     per_prompt = prompt_scores(lm, guard, prompts)
-    probes = pack.probes["probes"] if pack.probes else {}
+    probes = {r.name: {**r.extra, "thresholds": dict(r.thresholds)} for r in pack.probes.probes} if pack.probes else {}
     result: dict[str, Any] = {}
     for j, name in enumerate(guard.probes.names):
         info = probes[name]

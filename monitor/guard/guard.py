@@ -34,6 +34,7 @@ from monitor.alerts.model import Alert
 from monitor.engine.tap import Tap, TapCall
 from monitor.guard.interventions import clamp_features, steer
 from monitor.guard.probebank import ProbeBank
+from monitor.pack.loader import GuardPack
 from monitor.policy.compiled import CompiledPolicy
 from monitor.policy.engine import RequestContext, StepResult
 
@@ -97,25 +98,22 @@ class Guard:
         return out
 
     @classmethod
-    def from_pack(cls, pack: Any, tokenizer: Any, model_spec: str = "") -> Guard:
-        """From a :class:`monitor.pack.GuardPack` (probes optional: then no probe scores).
+    def from_pack(cls, pack: GuardPack, tokenizer: Any, model_spec: str = "") -> Guard:
+        """From a :class:`monitor.pack.GuardPack` with its SAE loaded (probes optional: then
+        no probe scores).
 
         Raises :class:`monitor.pack.PackError` when the probes were trained on another SAE
         than the pack's (checked again here, not only in ``load_pack``: this is where
         the probe weights start scoring, and a ``GuardPack`` can be built by hand).
         """
-        import json
+        from monitor.pack.loader import check_probes_sae, probes_doc
 
-        from monitor.pack import check_probes_sae
-
-        probes_dir = pack.root / "probes"
-        if (probes_dir / "probes.json").is_file():
-            doc = pack.probes if pack.probes is not None else json.loads(
-                (probes_dir / "probes.json").read_text(encoding="utf-8"))
-            check_probes_sae(pack.root, doc)
-            bank = ProbeBank.from_dir(probes_dir, pack.features, device=pack.sae.W_dec.device)
+        device = pack.sae.W_dec.device
+        if pack.probes is not None and pack.probes.probes:
+            check_probes_sae(pack.root, probes_doc(pack.probes))
+            bank = ProbeBank.from_probes(pack.probes, pack.features, device=device)
         else:
-            bank = ProbeBank.empty(int(pack.sae.cfg.d_sae), device=pack.sae.W_dec.device)
+            bank = ProbeBank.empty(int(pack.sae.cfg.d_sae), device=device)
         return cls(pack.sae, bank, pack.hook_name, tokenizer, model_spec)
 
     def session(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from monitor.alerts.model import FeatureRef
+from monitor.pack.probes_file import ProbeSet
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,13 @@ class ProbeBank:
     """Feature id -> human label from ``features.json`` (may be empty)."""
 
     @classmethod
-    def from_dir(cls, probes_dir: str | Path, features: Mapping[str, Any] | None = None,
-                 device: str | torch.device = "cpu") -> ProbeBank:
-        from monitor.pack.probes_file import load_probes
-
-        ps = load_probes(probes_dir)
-        W = torch.stack([torch.as_tensor(r.weights, dtype=torch.float32) for r in ps.probes], dim=1)
-        b = torch.tensor([float(r.bias) for r in ps.probes], dtype=torch.float32)
+    def from_probes(cls, probes: ProbeSet, features: Mapping[str, Any] | None = None,
+                    device: str | torch.device = "cpu") -> ProbeBank:
+        """From the pack's :class:`~monitor.pack.probes_file.ProbeSet` (column order kept)."""
+        W = torch.stack([torch.as_tensor(r.weights, dtype=torch.float32) for r in probes.probes], dim=1)
+        b = torch.tensor([float(r.bias) for r in probes.probes], dtype=torch.float32)
         return cls(
-            names=tuple(r.name for r in ps.probes), concepts=tuple(r.concept for r in ps.probes),
+            names=tuple(r.name for r in probes.probes), concepts=tuple(r.concept for r in probes.probes),
             W=W.to(device), b=b.to(device), labels=feature_labels(features or {}),
         )
 

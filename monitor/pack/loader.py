@@ -1,48 +1,109 @@
-"""Load a guard pack directory: SAE + manifest + feature evidence (+ probes when present).
+"""Load a guard pack directory, once: manifest + SAE config + feature evidence + probes
+(+ the SAE weights when asked). The one module that reads a pack; the guard, the policy
+validator (:attr:`GuardPack.info`) and the CLI all take the :class:`GuardPack` it returns.
 
-Layout (see ../shared/DESIGN.md): ``sae/`` (SAELens format), ``manifest.json``,
-``features.json``, optionally ``probes/probes.json`` + ``probes/probes.safetensors``.
+Layout (see ../shared/DESIGN.md): ``manifest.json`` (:class:`~monitor.pack.manifest.PackManifest`),
+``sae/`` (SAELens format), ``features.json``, optionally ``probes/probes.json`` +
+``probes/probes.safetensors`` (:mod:`monitor.pack.probes_file`).
 
-Probes are weights over *one* SAE's features: the same feature id means something else in
-another SAE, so probes scored on a retrained SAE give confident nonsense. ``probes.json``
-records the sha256 of the ``sae/sae_weights.safetensors`` it was trained on
-(``sae_sha256``); :func:`load_pack` refuses a pack whose SAE weights hash differently.
+Two identities are checked:
+
+- probes are weights over *one* SAE's features: ``probes.json`` records the sha256 of the
+  ``sae/sae_weights.safetensors`` it was trained on (``sae_sha256``); :func:`load_pack`
+  refuses a pack whose SAE weights hash differently;
+- the pack reads *one* model's residual stream: ``manifest.json`` records ``model.id`` and
+  ``model.weights_sha256``; :meth:`GuardPack.check_model` refuses another model (the daemon
+  asks before loading the model when the spec is a registered offline model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from monitor import hashing
+from monitor.pack.errors import PackError
+from monitor.pack.manifest import PackManifest
+from monitor.pack.model_match import check_model, pinned_sha256
+from monitor.pack.probes_file import JSON_NAME, ProbeFileError, ProbeSet, load_probes
 from monitor.sae_spec import SAESpecError, load_sae
 
+if TYPE_CHECKING:
+    from monitor.policy.packinfo import StaticPackInfo
 
-class PackError(ValueError):
-    """A guard pack directory is missing a part or has a malformed file (one line)."""
+SAE_WEIGHTS = "sae_weights.safetensors"
+"""The file ``probes.json``'s ``sae_sha256`` is the hash of (``sae/`` in a pack)."""
 
 
 @dataclass(frozen=True)
 class GuardPack:
     root: Path
-    sae: Any
-    """SAELens ``SAE`` (float32; takes raw residuals, see :mod:`monitor.sae_spec`)."""
-    manifest: dict[str, Any]
+    manifest: PackManifest
+    sae_cfg: Mapping[str, Any]
+    """``sae/cfg.json`` (``d_sae``, ``metadata.hook_name`` ...), read without the weights;
+    empty when a pack has no SAE yet (``features label`` works on such a pack)."""
     features: dict[str, Any]
     """``features.json`` contents (``{"features": {id: {...}}}``); empty if absent."""
-    probes: dict[str, Any] | None
-    """``probes/probes.json`` contents, or None for a pack without probes yet."""
+    probes: ProbeSet | None
+    """The pack's probes, or None for a pack without ``probes/probes.json`` yet."""
+    sae: Any = None
+    """SAELens ``SAE`` (float32; takes raw residuals, see :mod:`monitor.sae_spec`), or None
+    until :meth:`with_sae` (``load_pack(with_sae=False)``)."""
 
     @property
     def hook_name(self) -> str:
-        return str(self.sae.cfg.metadata.hook_name or self.manifest.get("hook_name", ""))
+        meta = self.sae_cfg.get("metadata")
+        from_cfg = (meta.get("hook_name") if isinstance(meta, Mapping) else None) or self.sae_cfg.get("hook_name")
+        return str(from_cfg or self.manifest.hook_name or (self.probes.hook_name if self.probes else ""))
+
+    @property
+    def d_sae(self) -> int:
+        """Number of SAE features (``sae/cfg.json``, else the manifest's ``sae.d_sae``)."""
+        d_sae = self.sae_cfg.get("d_sae", self.manifest.sae.get("d_sae"))
+        if d_sae is None:
+            raise PackError(f"guard pack file missing: {self.root / 'sae' / 'cfg.json'} (nothing says d_sae)")
+        return int(d_sae)
 
     def feature(self, fid: int) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.features.get("features", {}).get(str(fid))
         return found
+
+    @property
+    def info(self) -> StaticPackInfo:
+        """What the policy validator needs: d_sae, probe names, thresholds, ranked features."""
+        from monitor.policy.packinfo import StaticPackInfo
+
+        probes = {} if self.probes is None else {
+            r.name: {"concept": r.concept, "thresholds": r.thresholds, "top_features": r.top_features,
+                     "metrics": r.metrics, **r.extra} for r in self.probes.probes}
+        return StaticPackInfo.build(self.d_sae, probes, hook_name=self.hook_name)
+
+    def check_model(self, spec: str, weights_sha256: str) -> None:
+        """Raise :class:`PackError` (one line, both models and hashes, the fix) unless the
+        pack was built for these weights."""
+        check_model(self.root, self.manifest, spec, weights_sha256)
+
+    def check_model_spec(self, spec: str) -> None:
+        """:meth:`check_model` before loading: for a registered offline model the pinned
+        GGUF hash is known; other specs (``hf:...``) are checked once loaded."""
+        pinned = pinned_sha256(spec)
+        if pinned is not None:
+            self.check_model(spec, pinned)
+
+    def with_sae(self, device: str = "cpu") -> GuardPack:
+        """This pack with its SAE weights loaded on ``device``."""
+        try:
+            sae = load_sae(str(self.root / "sae"), device=device)
+        except SAESpecError as exc:
+            raise PackError(str(exc)) from exc
+        return dataclasses.replace(self, sae=sae)
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any] | None:
@@ -59,8 +120,14 @@ def _read_json(path: Path, required: bool) -> dict[str, Any] | None:
     return data
 
 
-SAE_WEIGHTS = "sae_weights.safetensors"
-"""The file ``probes.json``'s ``sae_sha256`` is the hash of (``sae/`` in a pack)."""
+def _manifest(path: Path) -> PackManifest:
+    raw = _read_json(path, required=True) or {}
+    try:
+        return PackManifest.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise PackError(f"{path}: {where}: {err['msg']}") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,17 +142,18 @@ def file_sha256(path: str | Path) -> str:
     return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
-def check_probes_sae(root: str | Path, probes_doc: dict[str, Any] | None) -> None:
+def check_probes_sae(root: str | Path, probes_doc: Mapping[str, Any] | None) -> None:
     """Raise :class:`PackError` unless the pack's probes were trained on the pack's SAE.
 
-    A pack without probes (or with an empty ``probes`` mapping) passes: there is nothing to
-    score. A ``probes.json`` without ``sae_sha256`` is refused too: nothing says which SAE
-    its weights belong to.
+    ``probes_doc`` is ``probes.json`` (or :attr:`ProbeSet.doc` plus its ``probes``). A pack
+    without probes (or with an empty ``probes`` mapping) passes: there is nothing to score.
+    A ``probes.json`` without ``sae_sha256`` is refused too: nothing says which SAE its
+    weights belong to.
     """
     root = Path(root)
     if not probes_doc or not probes_doc.get("probes"):
         return
-    probes_path = root / "probes" / "probes.json"
+    probes_path = root / "probes" / JSON_NAME
     weights = root / "sae" / SAE_WEIGHTS
     retrain = f"retrain them with `saeguard train-probes --pack {root}`"
     trained = probes_doc.get("sae_sha256")
@@ -101,9 +169,30 @@ def check_probes_sae(root: str | Path, probes_doc: dict[str, Any] | None) -> Non
                         "they were trained on")
 
 
+def probes_doc(probes: ProbeSet | None) -> dict[str, Any] | None:
+    """The ``probes.json``-shaped view :func:`check_probes_sae` reads."""
+    if probes is None:
+        return None
+    return {**probes.doc, "probes": {r.name: r.concept for r in probes.probes}}
+
+
+def _probes(root: Path) -> ProbeSet | None:
+    doc = _read_json(root / "probes" / JSON_NAME, required=False)
+    if doc is None:
+        return None
+    if not doc.get("probes"):  # a probes/ directory whose training has not written any yet
+        fixed = ("schema_version", "hook_name", "probes")
+        return ProbeSet(str(doc.get("hook_name", "")), (), extra={k: v for k, v in doc.items() if k not in fixed})
+    try:
+        return load_probes(root / "probes")
+    except ProbeFileError as exc:
+        raise PackError(str(exc)) from exc
+
+
 def load_pack(root: str | Path, device: str = "cpu", with_sae: bool = True,
               check_probes: bool = True) -> GuardPack:
-    """Load the pack at ``root``; ``with_sae=False`` skips the weights (for ``features show``).
+    """Read the pack at ``root``; ``with_sae=False`` skips the SAE weights (the daemon's
+    cheap checks before the model loads, ``features show``, ``policy check --pack``).
 
     ``check_probes`` (default) refuses probes trained on another SAE
     (:func:`check_probes_sae`); only commands that never score with the probes turn it off.
@@ -111,15 +200,11 @@ def load_pack(root: str | Path, device: str = "cpu", with_sae: bool = True,
     root = Path(root)
     if not root.is_dir():
         raise PackError(f"guard pack directory not found: {root}")
-    manifest = _read_json(root / "manifest.json", required=True) or {}
+    manifest = _manifest(root / "manifest.json")
+    sae_cfg = _read_json(root / "sae" / "cfg.json", required=with_sae) or {}
     features = _read_json(root / "features.json", required=False) or {}
-    probes = _read_json(root / "probes" / "probes.json", required=False)
+    probes = _probes(root)
     if check_probes:
-        check_probes_sae(root, probes)
-    sae = None
-    if with_sae:
-        try:
-            sae = load_sae(str(root / "sae"), device=device)
-        except SAESpecError as exc:
-            raise PackError(str(exc)) from exc
-    return GuardPack(root=root, sae=sae, manifest=manifest, features=features, probes=probes)
+        check_probes_sae(root, probes_doc(probes))
+    pack = GuardPack(root=root, manifest=manifest, sae_cfg=sae_cfg, features=features, probes=probes)
+    return pack.with_sae(device) if with_sae else pack

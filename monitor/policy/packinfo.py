@@ -4,19 +4,20 @@ Policies are validated against the pack the daemon runs with: probe names must e
 ``calibrated`` thresholds must have been calibrated at the requested false-positive
 rate, feature ids must be ``< d_sae`` and a ``top_k`` clamp needs that many ranked
 features. :class:`PackInfo` is the interface; :class:`StaticPackInfo` is a plain
-implementation (tests build it by hand; :func:`load_pack_info` reads it from a pack
-directory: ``sae/cfg.json`` and ``probes/probes.json``).
+implementation (tests build it by hand; :attr:`monitor.pack.GuardPack.info` builds it
+from the pack the daemon loaded; :func:`load_pack_info` reads a pack directory for it).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
+
+from monitor.pack.errors import PackError
 
 
 @dataclass(frozen=True)
@@ -111,31 +112,14 @@ def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str] | None:
     return int(window["tokens"]), str(window.get("reduce") or "mean")
 
 
-class PackInfoError(ValueError):
-    """The pack directory is missing a file or the file has the wrong shape."""
+PackInfoError = PackError
+"""Kept for callers that catch it by this name; the pack loader raises :class:`PackError`."""
 
 
 def load_pack_info(pack_dir: str | Path) -> StaticPackInfo:
-    """Read ``sae/cfg.json`` (``d_sae``) and ``probes/probes.json`` from a pack dir."""
-    root = Path(pack_dir)
-    cfg = _read_json(root / "sae" / "cfg.json")
-    probes_doc = _read_json(root / "probes" / "probes.json")
-    if "d_sae" not in cfg:
-        raise PackInfoError(f"{root / 'sae' / 'cfg.json'}: no 'd_sae'")
-    probes = probes_doc.get("probes")
-    if not isinstance(probes, dict):
-        raise PackInfoError(f"{root / 'probes' / 'probes.json'}: no 'probes' mapping")
-    hook = str(probes_doc.get("hook_name") or cfg.get("hook_name") or "")
-    return StaticPackInfo.build(int(cfg["d_sae"]), probes, hook_name=hook)
+    """The :class:`PackInfo` of the pack at ``pack_dir``, read by the one pack loader
+    (:func:`monitor.pack.load_pack`, without the SAE weights; the probes' SAE hash is the
+    daemon's check, not the policy validator's)."""
+    from monitor.pack.loader import load_pack
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise PackInfoError(f"{path}: not found") from exc
-    except json.JSONDecodeError as exc:
-        raise PackInfoError(f"{path}: invalid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise PackInfoError(f"{path}: expected a JSON object")
-    return data
+    return load_pack(pack_dir, with_sae=False, check_probes=False).info

@@ -16,7 +16,7 @@ import structlog
 from monitor.alerts.redis_stream import RedisStreamWriter, make_redis_client
 from monitor.alerts.sink import AlertSink
 from monitor.alerts.spool import Spool
-from monitor.policy import PolicyStore, PolicyWatcher, ReloadResult, load_pack_info
+from monitor.policy import PolicyStore, PolicyWatcher, ReloadResult
 from monitor.server.jobs import Backend
 from monitor.server.metrics import Metrics, counting_publisher
 from monitor.server.reload_history import ReloadHistory
@@ -133,14 +133,15 @@ class Runtime:
         from monitor.model import ModelSpecError, load_model
         from monitor.pack import PackError, load_pack
         from monitor.policy import PolicyError
-        from monitor.policy.packinfo import PackInfoError
 
         metrics = Metrics()
-        # cheap checks first (pack files, policy against the pack), then the model
+        # cheap checks first (pack files, the pack's model, policy against the pack), then
+        # the model; the pack is read once here and handed to the policy store and the guard
         try:
-            load_pack(settings.pack_dir, with_sae=False)
-            pack_info = load_pack_info(settings.pack_dir)
-        except (PackError, PackInfoError) as exc:
+            pack = load_pack(settings.pack_dir, with_sae=False)
+            if loaded_model is None:
+                pack.check_model_spec(settings.model)
+        except PackError as exc:
             raise StartupError(f"guard pack: {exc}") from None
         spool = Spool(Path(settings.spool_dir))
         writer = RedisStreamWriter(make_redis_client(settings.redis_url), settings.stream, settings.stream_maxlen,
@@ -148,7 +149,7 @@ class Runtime:
                                    wait_timeout_ms=settings.redis_wait_timeout_ms)
         sink = AlertSink(writer, spool)
         publish = counting_publisher(sink.publish, metrics)
-        store = ObservedPolicyStore(settings.policy, pack_info, on_alert=publish)
+        store = ObservedPolicyStore(settings.policy, pack.info, on_alert=publish)
         store.metrics = metrics
         store.history = ReloadHistory()
         try:
@@ -166,8 +167,9 @@ class Runtime:
             except ModelSpecError as exc:
                 raise StartupError(str(exc)) from None
         try:
-            pack = load_pack(settings.pack_dir, device=str(loaded_model.model.cfg.device))
-            guard = Guard.from_pack(pack, loaded_model.tokenizer, model_spec=loaded_model.spec)
+            pack.check_model(loaded_model.spec, loaded_model.weights_sha256)
+            guard = Guard.from_pack(pack.with_sae(str(loaded_model.model.cfg.device)), loaded_model.tokenizer,
+                                    model_spec=loaded_model.spec)
         except PackError as exc:
             raise StartupError(f"guard pack: {exc}") from None
         engine = Engine.from_loaded(loaded_model)

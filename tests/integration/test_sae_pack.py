@@ -76,7 +76,7 @@ def test_pack_sae_spliced_into_tap_reproduces_manifest_ev(lm, pack) -> None:
     x, x_hat = seen["x"], seen["x_hat"]
     assert x.shape[0] > 200
     ev = float(1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
-    expected = pack.manifest["sae_eval"]["explained_variance"]
+    expected = pack.manifest.sae_eval["explained_variance"]
     assert abs(ev - expected) < 0.1, f"EV on the fixed text {ev:.3f} vs manifest {expected:.3f}"
     # the splice really replaced the residual downstream, and the model still mostly agrees
     assert not torch.allclose(spliced, clean)
@@ -87,13 +87,14 @@ def test_pack_sae_spliced_into_tap_reproduces_manifest_ev(lm, pack) -> None:
 
 def test_manifest_has_what_the_daemon_and_reviewers_need(lm, pack) -> None:
     m = pack.manifest
-    assert m["model"]["weights_sha256"] == lm.weights_sha256
-    assert m["hook_name"] == pack.sae.cfg.metadata.hook_name
-    assert m["sae"]["d_sae"] == pack.sae.cfg.d_sae
+    assert m.model is not None and m.model.weights_sha256 == lm.weights_sha256
+    pack.check_model(lm.spec, lm.weights_sha256)
+    assert m.hook_name == pack.sae.cfg.metadata.hook_name
+    assert m.sae["d_sae"] == pack.sae.cfg.d_sae
     for key in ("explained_variance", "ce_loss_recovered", "l0", "dead_fraction"):
-        assert isinstance(m["sae_eval"][key], float)
-    assert all(len(f["sha256"]) == 64 for f in m["corpus"]["files"])
-    assert any(c.startswith("saeguard train-sae") for c in m["commands"])
+        assert isinstance(m.sae_eval[key], float)
+    assert all(len(f["sha256"]) == 64 for f in m.corpus["files"])
+    assert any(c.startswith("saeguard train-sae") for c in m.commands)
 
 
 @pytest.fixture

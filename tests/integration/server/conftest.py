@@ -44,8 +44,11 @@ def write_synthetic_pack(root: Path) -> Path:
         sae.W_dec.copy_(w_dec / w_dec.norm(dim=1, keepdim=True))
         sae.b_dec.zero_()
     sae.save_model(root / "sae")
-    (root / "manifest.json").write_text(json.dumps({"model": "smollm2-135m-instruct", "hook_name": HOOK,
-                                                    "synthetic": True}))
+    from monitor.model.registry import SMOLLM2
+
+    (root / "manifest.json").write_text(json.dumps({
+        "model": {"id": SMOLLM2.spec, "weights_sha256": SMOLLM2.gguf_sha256}, "hook_name": HOOK,
+        "commands": ["synthetic test pack (tests/integration/server/conftest.py)"]}))
     (root / "features.json").write_text(json.dumps({"features": {"3": {"density": 0.1, "label": "synthetic"}}}))
     records = []
     for i, name in enumerate(("deception", "sycophancy", "unsafe_code", "bias")):

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from classifiers.probes.io import save_probes
+from monitor.pack.probes_file import RESERVED, ProbeRecord
 from monitor.policy import load_pack_info
 from monitor.policy.packinfo import PackInfoError
 
 
 def write_pack(root, d_sae=128, probes=None):
+    """A pack without SAE weights: manifest, ``sae/cfg.json`` and probes (what the policy
+    validator reads)."""
     (root / "sae").mkdir(parents=True)
-    (root / "probes").mkdir()
+    (root / "manifest.json").write_text(json.dumps({"hook_name": "blocks.1.hook_resid_post"}))
     (root / "sae" / "cfg.json").write_text(
         json.dumps({"d_sae": d_sae, "d_in": 8, "hook_name": "blocks.1.hook_resid_post"})
     )
@@ -25,9 +30,14 @@ def write_pack(root, d_sae=128, probes=None):
             "metrics": {"auroc": 0.9},
         },
     }
-    (root / "probes" / "probes.json").write_text(
-        json.dumps({"schema_version": 1, "hook_name": "blocks.1.hook_resid_post", "probes": probes})
-    )
+    records = [
+        ProbeRecord(name=name, concept=body["concept"], pooling=body["pooling"],
+                    weights=np.zeros(d_sae, np.float32), bias=0.0, thresholds=body["thresholds"],
+                    top_features=[tuple(t) for t in body["top_features"]], metrics=body.get("metrics", {}),
+                    extra={k: v for k, v in body.items() if k not in RESERVED})
+        for name, body in probes.items()
+    ]
+    save_probes(root / "probes", records, "blocks.1.hook_resid_post")
     return root
 
 
@@ -42,7 +52,10 @@ def test_reads_d_sae_probes_thresholds_and_ranking(tmp_path):
 
 
 def test_missing_files_are_clear_errors(tmp_path):
-    with pytest.raises(PackInfoError, match="cfg.json: not found"):
+    with pytest.raises(PackInfoError, match="manifest.json"):
+        load_pack_info(tmp_path)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(PackInfoError, match="cfg.json"):
         load_pack_info(tmp_path)
     (tmp_path / "sae").mkdir()
     (tmp_path / "sae" / "cfg.json").write_text("{not json")
