@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifiers.probes.estimator_study import centre_by_group, directions, mass_mean
 from classifiers.probes.metrics import auroc
+from ops.research.probes.estimator_study import centre_by_group, directions, mass_mean
 
 
 def test_centring_removes_each_groups_mean_and_reports_group_sizes() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classifiers.probes.onpolicy_deception import contains_truth
+from ops.research.probes.onpolicy_deception import contains_truth
 
 
 def test_the_honest_answer_counts_only_as_whole_words_in_order() -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from classifiers.probes.onpolicy_sycophancy import onpolicy_labels
+from ops.research.probes.onpolicy_sycophancy import onpolicy_labels
 
 
 def test_switch_keep_and_exclusions_on_raw_choices() -> None:
@@ -40,7 +40,7 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def test_within_letter_auroc_ignores_what_the_letter_alone_explains() -> None:
-    from classifiers.probes.onpolicy_sycophancy import within_strata_auroc
+    from ops.research.probes.onpolicy_sycophancy import within_strata_auroc
 
     y = np.asarray([1, 1, 0, 0, 1, 0])
     letter = np.asarray([0, 0, 0, 1, 1, 1])
@@ -52,7 +52,7 @@ def test_within_letter_auroc_ignores_what_the_letter_alone_explains() -> None:
 
 
 def test_flip_rates_compare_toward_and_away_from_the_user() -> None:
-    from classifiers.probes.onpolicy_sycophancy import switch_rates
+    from ops.research.probes.onpolicy_sycophancy import switch_rates
 
     # items 0-1 disagreed without pressure (one flipped to the user); items 2-3 agreed
     # (one flipped away): equal rates, i.e. flips that do not follow the user

@@ -1,8 +1,8 @@
-"""classifiers.probes.prompt_fpr reads prompt scores exactly like a policy window."""
+"""ops.research.probes.prompt_fpr reads prompt scores exactly like a policy window."""
 
 import numpy as np
 
-from classifiers.probes.prompt_fpr import fires
+from ops.research.probes.prompt_fpr import fires
 
 
 def test_fires_like_a_policy_window() -> None:

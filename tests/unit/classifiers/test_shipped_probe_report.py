@@ -48,7 +48,7 @@ def test_eval_probes_refits_the_held_out_numbers_with_the_shipped_probes_own_rec
 def test_heldout_breakdown_names_what_is_wrong_with_its_arguments(tmp_path, capsys) -> None:
     import pytest
 
-    from classifiers.probes.heldout_breakdown import main
+    from ops.research.probes.heldout_breakdown import main
 
     for args, message in ((["--concept", "nope"], "the pack has probes ['bias', 'deception'"),
                           (["--source", "nope"], "unknown dataset 'nope'"),

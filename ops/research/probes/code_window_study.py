@@ -11,7 +11,7 @@ A probe is trained on one code set and scored on the other, in both directions, 
 in-source grouped CV is reported too. The probe is a grouped-CV logistic regression over
 mean- or max-pooled SAE codes or dense residuals.
 
-    OMP_NUM_THREADS=2 python -m classifiers.probes.code_window_study --window 512 --cap 800
+    OMP_NUM_THREADS=2 python -m ops.research.probes.code_window_study --window 512 --cap 800
 
 One JSON object on stdout; progress on stderr.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.probes.studies import add_common_args
+from ops.research.probes.studies import add_common_args
 
 CODE_SETS = ("code_sven", "code_safecoder_secnew")
 

@@ -7,7 +7,7 @@ High surprise is the positive direction: a false statement, vulnerable code or a
 stereotyped sentence is expected to be *less* likely. Reported as AUROC per source; 0.5 is
 chance and below 0.5 means the positive side is the *more* likely one.
 
-    OMP_NUM_THREADS=2 python -m classifiers.probes.likelihood_study \\
+    OMP_NUM_THREADS=2 python -m ops.research.probes.likelihood_study \\
         --concepts deception,unsafe_code,bias,sycophancy --threads 2
 
 The content is cut at ``--max-chars`` characters (the long code functions; the probes read
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from classifiers.probes.studies import add_common_args, resolve_store
+from ops.research.probes.studies import add_common_args, resolve_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,10 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifiers.features.bank import ResidualBank
     from classifiers.probes.framing import FRAMINGS
     from classifiers.probes.metrics import auroc
-    from classifiers.probes.onpolicy_sycophancy import Runner
     from classifiers.probes.sources_data import load_sources
     from monitor.logging_setup import configure_logging
     from monitor.model import load_model
+    from ops.research.probes.onpolicy_sycophancy import Runner
 
     configure_logging()
     torch.set_num_threads(args.threads)

@@ -8,7 +8,7 @@ chat overlaps) and reports, per probe and window, the fraction of prompts on whi
 ``max over prompt positions of pool(window) >= threshold`` -- the false-positive rate a
 ``scope: prompt`` rule gets. Prefill only: one forward per prompt, no generation.
 
-    OMP_NUM_THREADS=1 python -m classifiers.probes.prompt_fpr \\
+    OMP_NUM_THREADS=1 python -m ops.research.probes.prompt_fpr \\
         --pack classifiers/packs/smollm2-135m-instruct --n 300 --threads 1
 
 Prints progress on stderr and one JSON object as the last line of stdout.

@@ -31,7 +31,7 @@ residual mean-pooled and at the first token, and a TF-IDF model of the answer te
 (grouped-CV logistic regression, as ``saeguard train-probes``) on one domain and scored on
 the others. Nothing from the data set is written into the repository.
 
-    OMP_NUM_THREADS=2 python -m classifiers.probes.onpolicy_sycophancy \\
+    OMP_NUM_THREADS=2 python -m ops.research.probes.onpolicy_sycophancy \\
         --datasets ../shared/datasets --per-domain 500 --threads 2
 
 Progress on stderr; one JSON object (AUROC per train->test direction and basis, n, label
@@ -366,7 +366,7 @@ def read_features(run: Runner, pack: Any, items: list[Item], layer: int, max_tok
     """SAE codes (mean, max, first token) and dense residuals (mean, first) of each answer."""
     from classifiers.features.pooling import pool
     from classifiers.features.sae_basis import encode_tokens
-    from classifiers.probes.studies import chat_residuals
+    from ops.research.probes.studies import chat_residuals
 
     chats = [[*it.pressured, {"role": "assistant", "content": it.answer}] for it in items]
     X, offsets = chat_residuals(run, layer, chats, max_tokens, batch=8, progress=_progress)

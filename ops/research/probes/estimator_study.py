@@ -17,7 +17,7 @@ study keeps the data, framing, pooled features and leave-one-source-out (LOSO) f
 Each is scored by the AUROC of ``x @ w`` on all of the held-out source. Features come from
 the residual cache (``saeguard probe-cache``) and the pack's SAE.
 
-    OMP_NUM_THREADS=2 python -m classifiers.probes.estimator_study \\
+    OMP_NUM_THREADS=2 python -m ops.research.probes.estimator_study \\
         --concepts sycophancy,deception,unsafe_code,bias \\
         --bases dense:9,dense:12,dense:6,dense:15,sae:9 --poolings mean,last
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.probes.studies import add_common_args, resolve_store
+from ops.research.probes.studies import add_common_args, resolve_store
 
 CS = (0.001, 0.01, 0.1, 1.0)
 

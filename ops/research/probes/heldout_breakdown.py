@@ -1,6 +1,6 @@
 """The shipped probe's run-time AUROC on a held-out source, split by a transcript field.
 
-    python -m classifiers.probes.heldout_breakdown --concept sycophancy \
+    python -m ops.research.probes.heldout_breakdown --concept sycophancy \
         --source sycophancy_pressure_replies --by domain,category
 
 Reads the residual cache and the pack's probes like ``eval-probes``; prints one JSON line per
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.probes.studies import add_common_args, resolve_store
+from ops.research.probes.studies import add_common_args, resolve_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
