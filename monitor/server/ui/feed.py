@@ -73,7 +73,7 @@ async def alert_stream(request: Request, last_id: str = Query("", max_length=50)
         ok: bool | None = None
         quiet = 0.0
         try:
-            while not await request.is_disconnected():
+            while not runtime.gate.draining and not await request.is_disconnected():
                 try:
                     if not cursor:
                         entries = list(reversed(await client.xrevrange(stream, count=backlog))) if backlog else []

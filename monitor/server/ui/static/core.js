@@ -99,9 +99,9 @@ SG.tabs = {};
 SG.showTab = function (name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== "tab-" + name;
+  SG.current = name;
   const mod = SG.tabs[name];
   if (mod && mod.onShow) mod.onShow();
-  SG.current = name;
 };
 
 SG.needLogin = function (why) {
