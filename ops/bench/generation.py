@@ -1,20 +1,28 @@
 """Generation speed: HF generate vs stock TransformerLens vs saeguard's engine, plain, with a
 monitoring tap, and with a clamping tap. One process, same machine, interleaved repeats.
 
-    .venv/bin/python ops/bench/generation.py [--repeats 3] [--tokens 64] [--threads 2]
+    .venv/bin/python ops/bench/generation.py [--model SPEC] [--repeats 3] [--tokens 64] [--threads 2]
+                                             [--cold] [--skip-stock]
 
 Prints progress lines, then ONE JSON line (the last line) with tok/s per variant (median
-of the repeats) and the ratios against HF measured in this same run.
+of the repeats) and the ratios against HF measured in this same run, the start-up times
+(``cached_start_s``: load from the fp32 cache, what every start after the first costs;
+with ``--cold`` also ``cold_start_s``: dequantizing the verified GGUF into an empty cache)
+and the peak RSS. The monitoring/clamping taps sit on the model's middle layer with a
+random SAE of 8 x d_model features and 4 probes, as the guard runs them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,12 +30,43 @@ PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse ke
            "message in a bottle on a stormy night. Keep it vivid."}]
 
 
+def _start_times(spec: str, cold: bool) -> dict[str, float]:
+    """Seconds to a loaded model: from the fp32 cache, and (``cold``) from the GGUF alone."""
+    from monitor.model import load_model
+    from monitor.model.loader import default_cache_root
+    from monitor.model.registry import MODELS
+
+    out: dict[str, float] = {}
+    if cold and spec in MODELS:
+        entry = MODELS[spec]
+        with tempfile.TemporaryDirectory() as tmp:
+            if not entry.single_wheel:  # the verified GGUF, linked: "cold" = dequantize + load
+                (Path(tmp) / "gguf").mkdir()
+                src = default_cache_root() / "gguf" / entry.gguf_name
+                load_model(spec)  # makes sure the GGUF is fetched and verified
+                (Path(tmp) / "gguf" / entry.gguf_name).symlink_to(src)
+            t = time.perf_counter()
+            cold_lm = load_model(spec, cache_root=Path(tmp))
+            out["cold_start_s"] = round(time.perf_counter() - t, 1)
+            del cold_lm
+    load_model(spec)  # the fp32 cache exists after this
+    t = time.perf_counter()
+    cached = load_model(spec)
+    out["cached_start_s"] = round(time.perf_counter() - t, 1)
+    del cached
+    print(f"start times {out}", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--d-sae", type=int, default=4608)
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="model spec (saeguard models)")
+    ap.add_argument("--d-sae", type=int, default=0, help="SAE width (default 8 x d_model)")
+    ap.add_argument("--cold", action="store_true",
+                    help="also time a cold start: dequantize the GGUF into an empty temporary cache")
     ap.add_argument("--skip-stock", action="store_true", help="skip the slow stock TransformerLens run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,14 +77,17 @@ def main() -> int:
     from monitor.engine import Engine, SamplingParams, Tap
     from monitor.model import load_model
 
-    lm = load_model()
-    stock = load_model(fast=False) if not args.skip_stock else None
+    starts = _start_times(args.model, args.cold)
+    lm = load_model(args.model)
+    stock = load_model(args.model, fast=False) if not args.skip_stock else None
     hf = AutoModelForCausalLM.from_pretrained(lm.hf_dir, dtype=torch.float32).eval()
     engine = Engine(lm.model, lm.tokenizer, stop_token_ids=())  # no EOS: always N tokens
     prompt = engine.render(PROMPT)
     n = args.tokens
     d_model = lm.model.cfg.d_model
-    hook = "blocks.15.hook_resid_post"
+    args.d_sae = args.d_sae or 8 * d_model
+    hook = f"blocks.{lm.model.cfg.n_layers // 2}.hook_resid_post"
+    pad = lm.stop_token_ids[0]
 
     # random SAE encoder/decoder and 4 probes, as the monitor will use them
     W_enc = torch.randn(d_model, args.d_sae) / d_model**0.5
@@ -73,7 +115,7 @@ def main() -> int:
         ids = torch.tensor([prompt])
         t = time.perf_counter()
         with torch.inference_mode():
-            out = hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=2)
+            out = hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad)
         dt = time.perf_counter() - t
         assert out.shape[1] - ids.shape[1] == n
         return n / dt
@@ -123,7 +165,8 @@ def main() -> int:
         "ratio_clamp_vs_hf": round(med["engine_clamp_tok_s"] / med["hf_tok_s"], 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "tokens": n, "repeats": args.repeats, "threads": args.threads, "prompt_tokens": len(prompt),
-        "device": str(lm.device), "d_sae": args.d_sae,
+        "device": str(lm.device), "d_sae": args.d_sae, "model": lm.spec, "hook": hook, **starts,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(out))
     return 0
