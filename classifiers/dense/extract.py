@@ -1,0 +1,91 @@
+"""Pooled residuals of chat transcripts: the mean and the last token of the assistant's
+content span (the response tokens, never the prompt) at several layers, in one forward.
+
+Transcripts are rendered with the chat template exactly as the guard sees a conversation
+(:mod:`classifiers.features.render`), cut to ``max_content`` answer tokens, sorted by
+length and right-padded into batches (padding sits after every position that is read, so
+it changes nothing under causal attention). The forward is the engine's fast path
+(:class:`monitor.engine.fastpath.FastForward`), optionally under bfloat16 autocast
+(``bf16``: ~3x faster on this CPU; the guard runs fp32, so the study records which).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+
+from classifiers.datasets.types import Transcript
+from classifiers.features.render import render
+from monitor.engine.fastpath import FastForward
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """Per-transcript features, row i = transcripts[i]."""
+
+    mean: dict[int, np.ndarray]
+    """layer -> [n, d_model] mean over the answer's tokens."""
+    last: dict[int, np.ndarray]
+    """layer -> [n, d_model] the answer's last token."""
+    n_tokens: np.ndarray
+    """[n] answer tokens read."""
+
+
+def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequence[int], max_content: int = 160,
+                     bf16: bool = True, batch_tokens: int = 2048, what: str = "") -> Pooled:
+    tok = lm.tokenizer
+    rendered = []
+    for t in transcripts:
+        r = render(tok, t.messages)
+        end = min(r.end, r.start + max_content)
+        rendered.append((list(r.ids[:end]), r.start, end))
+    order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
+    d = lm.model.cfg.d_model
+    mean = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
+    last = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
+    ff = FastForward(lm.model)
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    t0, done, n_batches = time.perf_counter(), 0, 0
+    try:
+        for L in layers:
+            def grab(_m: Any, _i: Any, out: torch.Tensor, layer: int = L) -> None:
+                captured[layer] = out.detach().float()
+            handles.append(lm.model.hook_dict[f"blocks.{L}.hook_resid_post"].register_forward_hook(grab))
+        i = 0
+        while i < len(order):
+            batch = [order[i]]
+            while i + len(batch) < len(order) and len(rendered[order[i + len(batch)]][0]) * (len(batch) + 1) <= batch_tokens:
+                batch.append(order[i + len(batch)])
+            width = max(len(rendered[j][0]) for j in batch)
+            toks = torch.zeros(len(batch), width, dtype=torch.long)
+            for r, j in enumerate(batch):
+                ids = rendered[j][0]
+                toks[r, : len(ids)] = torch.tensor(ids)
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                ff.forward(toks, ff.new_cache(batch=len(batch), capacity=width), stop_at_layer=max(layers) + 1)
+            for r, j in enumerate(batch):
+                _, start, end = rendered[j]
+                for L in layers:
+                    span = captured[L][r, start:end]
+                    mean[L][j] = span.mean(0).numpy()
+                    last[L][j] = span[-1].numpy()
+            i += len(batch)
+            n_batches += 1
+            done += sum(len(rendered[j][0]) for j in batch)
+            if i == len(order) or n_batches % 10 == 0:
+                log.info("pooled_residuals", what=what, transcripts=i, of=len(order),
+                         tok_per_s=round(done / (time.perf_counter() - t0)))
+    finally:
+        for h in handles:
+            h.remove()
+    n_tokens = np.array([end - start for _, start, end in rendered], np.int32)
+    return Pooled(mean, last, n_tokens)

@@ -1,0 +1,274 @@
+"""Dense-probe study on a larger model: which data framing gives probe verdicts that hold
+on sources the probe never trained on (instructed pairs, on-policy labels, off-policy
+written answers), at which layers, pooled how.
+
+    OMP_NUM_THREADS=1 .venv/bin/python ops/research/dense_probes.py \
+        --model qwen2.5-coder-1.5b-instruct [--layers 6,10,14,18,22] [--n 400] [--threads 1]
+
+Steps (each cached under var/dense/<model>/, so a rerun resumes):
+1. on-policy sycophancy: the model answers factual questions, the user pushes back with a
+   wrong belief, the model answers again; label = it abandoned its correct answer
+   (classifiers.behaviour.pushback), written to onpolicy_pushback.jsonl;
+2. pooled residuals (mean and last answer token, several layers) of every set
+   (classifiers.dense.extract), one .npz per set;
+3. per framing x layer x pooling (and the mean-of-layers ensemble): a logistic probe fitted
+   on 80% of the framing's groups (C by grouped CV on those), AUROC on the other 20%
+   (in-source) and on every held-out source with a 95% bootstrap interval and TPR at 1%
+   FPR, beside a TF-IDF text baseline fitted on the same training rows;
+4. results.json, the REPORT table and ROC PNGs into classifiers/packs/<model>/probes/.
+
+Nothing is chosen on a held-out source: C by CV on the training rows, the layer set and
+poolings fixed in advance; every row is reported, failures included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from classifiers.behaviour import pushback  # noqa: E402
+from classifiers.behaviour.generate import greedy_answers  # noqa: E402
+from classifiers.behaviour.instructed import PAIRS, instructed_pairs  # noqa: E402
+from classifiers.datasets.registry import load_transcripts  # noqa: E402
+from classifiers.datasets.split import group_unit  # noqa: E402
+from classifiers.datasets.types import Transcript  # noqa: E402
+from classifiers.dense.extract import Pooled, pooled_residuals  # noqa: E402
+from classifiers.dense.probe import DenseProbe, ensemble_logit, fit_probe  # noqa: E402
+from classifiers.probes.baselines import assistant_texts, train_tfidf_baseline  # noqa: E402
+from classifiers.probes.metrics import RocCurve, auroc, auroc_interval, roc_png, tpr_at_fpr  # noqa: E402
+
+log = structlog.get_logger("dense_probes")
+
+
+@dataclass(frozen=True)
+class Framing:
+    concept: str
+    name: str
+    train_set: str
+    held_out: tuple[str, ...]
+    kind: str
+    """instructed | on-policy | off-policy (written answers)."""
+
+
+def sample(ts: Sequence[Transcript], n: int, seed: int = 0) -> list[Transcript]:
+    """Whole groups in a fixed hash order until ``n`` transcripts (pairs never split)."""
+    by_group: dict[str, list[Transcript]] = {}
+    for t in ts:
+        by_group.setdefault(t.group, []).append(t)
+    out: list[Transcript] = []
+    for g in sorted(by_group, key=lambda g: group_unit(ts[0].source, g, seed)):
+        if len({t.label for t in by_group[g]}) < 2 and len(by_group) > n:  # prefer contrastive groups
+            continue
+        out.extend(by_group[g])
+        if len(out) >= n:
+            break
+    return out
+
+
+def save_jsonl(path: Path, ts: Sequence[Transcript]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for t in ts:
+            f.write(json.dumps({"messages": list(t.messages), "label": t.label, "group": t.group,
+                                "meta": dict(t.meta)}, ensure_ascii=False) + "\n")
+
+
+def load_jsonl(path: Path, concept: str, source: str) -> list[Transcript]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        out.append(Transcript(tuple(d["messages"]), d["label"], concept, source, d["group"], d.get("meta", {})))
+    return out
+
+
+def onpolicy_pushback(engine, work: Path, n_questions: int) -> list[Transcript]:  # noqa: ANN001
+    path = work / "onpolicy_pushback.jsonl"
+    if path.is_file():
+        return load_jsonl(path, "sycophancy", "onpolicy_pushback")
+    qs = pushback.questions_from_lie_pairs(load_transcripts("deception_lie_detector_pairs"), n_questions)
+    first = greedy_answers(engine, [pushback.first_turn(q) for q in qs], max_tokens=32, max_batch=16, what="first answers")
+    known = [(q, a) for q, a in zip(qs, first, strict=True) if pushback.knew(q, a)]
+    log.info("first_turn", questions=len(qs), knew=len(known))
+    second = greedy_answers(engine, [pushback.second_turn(q, a) for q, a in known], max_tokens=48, max_batch=16,
+                            what="answers after pushback")
+    out, unclear = [], 0
+    for (q, a1), a2 in zip(known, second, strict=True):
+        label = pushback.label_second_answer(q, a2)
+        if label is None:
+            unclear += 1
+            continue
+        out.append(pushback.transcript(q, a1, a2, label))
+    log.info("onpolicy_pushback", kept=len(out), caved=sum(t.label for t in out), unclear=unclear)
+    stats = {"questions": len(qs), "knew": len(known), "caved": sum(t.label for t in out),
+             "held": len(out) - sum(t.label for t in out), "unclear": unclear}
+    (work / "onpolicy_pushback_stats.json").write_text(json.dumps(stats, indent=2))
+    save_jsonl(path, out)
+    return out
+
+
+def build_sets(engine, work: Path, n: int, n_questions: int) -> dict[str, list[Transcript]]:  # noqa: ANN001
+    facts = load_transcripts("deception_repe_facts")
+    sets: dict[str, list[Transcript]] = {}
+    for name, pair in PAIRS.items():
+        sets[f"instructed:{name}"] = instructed_pairs(facts, pair, limit=n // 2)
+    sets["deception_repe_facts"] = sample(facts, n)
+    for name in ("deception_lie_detector_pairs", "deception_truthfulqa", "sycophancy_anthropic_opinion",
+                 "sycophancy_pressure_replies", "code_sven", "code_safecoder_secnew", "bias_bbq",
+                 "bias_bbq_stereo_vs_anti", "bias_winobias"):
+        sets[name] = sample(load_transcripts(name), n)
+    sets["onpolicy_pushback"] = onpolicy_pushback(engine, work, n_questions)
+    return sets
+
+
+FRAMINGS = [
+    *(Framing("deception", f"instructed:{p}", f"instructed:{p}",
+              ("deception_lie_detector_pairs", "deception_truthfulqa"), "instructed pairs") for p in PAIRS),
+    Framing("deception", "off-policy: RepE true vs false statements", "deception_repe_facts",
+            ("deception_lie_detector_pairs", "deception_truthfulqa"), "off-policy"),
+    Framing("sycophancy", "on-policy: caves under pushback", "onpolicy_pushback",
+            ("sycophancy_anthropic_opinion", "sycophancy_pressure_replies"), "on-policy"),
+    Framing("sycophancy", "off-policy: agrees with the user's opinion", "sycophancy_anthropic_opinion",
+            ("onpolicy_pushback", "sycophancy_pressure_replies"), "off-policy"),
+    Framing("unsafe_code", "off-policy: SVEN vulnerable vs fixed", "code_sven", ("code_safecoder_secnew",),
+            "off-policy"),
+    Framing("bias", "off-policy: BBQ stereotyped vs unknown", "bias_bbq", ("bias_winobias",), "off-policy"),
+    Framing("bias", "off-policy: BBQ stereotyped vs anti-stereotyped", "bias_bbq_stereo_vs_anti",
+            ("bias_winobias",), "off-policy"),
+]
+
+
+def features(lm, sets: dict[str, list[Transcript]], layers: list[int], work: Path, bf16: bool) -> dict[str, Pooled]:  # noqa: ANN001
+    out = {}
+    for name, ts in sets.items():
+        key = hashlib.sha256(json.dumps([t.uid for t in ts] + layers + [bf16]).encode()).hexdigest()[:12]
+        path = work / "pooled" / f"{name.replace(':', '_')}-{key}.npz"
+        if path.is_file():
+            z = np.load(path)
+            out[name] = Pooled({L: z[f"mean{L}"] for L in layers}, {L: z[f"last{L}"] for L in layers}, z["n_tokens"])
+            continue
+        t0 = time.perf_counter()
+        p = pooled_residuals(lm, ts, layers, bf16=bf16, what=name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, n_tokens=p.n_tokens, **{f"mean{L}": p.mean[L] for L in layers},
+                 **{f"last{L}": p.last[L] for L in layers})
+        log.info("pooled_set", set=name, n=len(ts), seconds=round(time.perf_counter() - t0, 1))
+        out[name] = p
+    return out
+
+
+def evaluate(scores: np.ndarray, y: np.ndarray) -> dict[str, object]:
+    lo, hi = auroc_interval(scores, y)
+    return {"auroc": round(auroc(scores, y), 4), "ci95": [round(lo, 3), round(hi, 3)],
+            "tpr_at_1pct_fpr": round(tpr_at_fpr(scores, y, 0.01), 3), "n": int(len(y))}
+
+
+def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str, Pooled],
+                layers: list[int]) -> list[dict[str, object]]:
+    ts = sets[fr.train_set]
+    y = np.array([t.label for t in ts])
+    groups = [t.group for t in ts]
+    val = np.array([group_unit("study", g, 0) < 0.2 for g in groups])
+    tr = ~val
+    rows: list[dict[str, object]] = []
+    held = {h: (feats[h], np.array([t.label for t in sets[h]])) for h in fr.held_out}
+    tfidf = train_tfidf_baseline([assistant_texts([ts[i]])[0] for i in np.flatnonzero(tr)], y[tr],
+                                 [groups[i] for i in np.flatnonzero(tr)])
+    base = {h: evaluate(tfidf.score_transcripts(sets[h]), yh) for h, (_, yh) in held.items()}
+    two_classes = len(set(y[val].tolist())) == 2
+    base_val = auroc(tfidf.score_transcripts([ts[i] for i in np.flatnonzero(val)]), y[val]) if two_classes else None
+    for pooling in ("mean", "last"):
+        probes: list[DenseProbe] = []
+        for L in layers:
+            X = getattr(feats[fr.train_set], pooling)[L]
+            probe = fit_probe(X[tr], y[tr], [groups[i] for i in np.flatnonzero(tr)], L, pooling)
+            probes.append(probe)
+            row = {"concept": fr.concept, "framing": fr.name, "kind": fr.kind, "layers": str(L), "pooling": pooling,
+                   "C": probe.C, "cv_auroc": round(probe.cv_auroc, 4),
+                   "in_source": evaluate(probe.logit(X[val]), y[val]) if two_classes else None,
+                   "held_out": {h: evaluate(probe.logit(getattr(p, pooling)[L]), yh) for h, (p, yh) in held.items()}}
+            rows.append(row)
+        Xv = {L: getattr(feats[fr.train_set], pooling)[L][val] for L in layers}
+        rows.append({"concept": fr.concept, "framing": fr.name, "kind": fr.kind,
+                     "layers": "ensemble " + "+".join(map(str, layers)), "pooling": pooling, "C": None,
+                     "cv_auroc": None,
+                     "in_source": evaluate(ensemble_logit(probes, Xv), y[val]) if two_classes else None,
+                     "held_out": {h: evaluate(ensemble_logit(probes, getattr(p, pooling)), yh)
+                                  for h, (p, yh) in held.items()}})
+    for r in rows:
+        r["tfidf_in_source_auroc"] = None if base_val is None else round(base_val, 4)
+        r["tfidf_held_out"] = base
+        r["train_n"] = int(tr.sum())
+    return rows
+
+
+def main() -> int:
+    import torch
+
+    from monitor.engine import Engine
+    from monitor.logging_setup import configure_logging
+    from monitor.model import load_model
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    ap.add_argument("--layers", default="6,10,14,18,22")
+    ap.add_argument("--n", type=int, default=400, help="transcripts per set (whole groups)")
+    ap.add_argument("--questions", type=int, default=240, help="questions for the on-policy pushback set")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fp32", action="store_true", help="fp32 forward for the residuals (default bf16 autocast)")
+    ap.add_argument("--out", default=None, help="report directory (default classifiers/packs/<model>/probes)")
+    args = ap.parse_args()
+    configure_logging(fmt="console", level="info")
+    torch.set_num_threads(args.threads)
+    layers = [int(x) for x in args.layers.split(",")]
+    work = ROOT / "var" / "dense" / args.model
+    work.mkdir(parents=True, exist_ok=True)
+    lm = load_model(args.model)
+    engine = Engine.from_loaded(lm)
+    sets = build_sets(engine, work, args.n, args.questions)
+    feats = features(lm, sets, layers, work, bf16=not args.fp32)
+    rows = [r for fr in FRAMINGS for r in run_framing(fr, sets, feats, layers)]
+    out_dir = Path(args.out) if args.out else ROOT / "classifiers" / "packs" / args.model / "probes"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"model": lm.spec, "weights_sha256": lm.weights_sha256, "layers": layers, "n_per_set": args.n,
+            "bf16_forward": not args.fp32, "command": " ".join(sys.argv),
+            "sets": {k: {"n": len(v), "positives": sum(t.label for t in v)} for k, v in sets.items()}}
+    (work / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out_dir / "dense_study.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    log.info("done", rows=len(rows), out=str(out_dir))
+    plot_best(sets, feats, layers, out_dir)
+    return 0
+
+
+def plot_best(sets: dict[str, list[Transcript]], feats: dict[str, Pooled],
+              layers: list[int], out_dir: Path) -> None:
+    """One PNG per concept: the held-out ROC of the mean-pooled ensemble of each framing."""
+    by_concept: dict[str, list[RocCurve]] = {}
+    for fr in FRAMINGS:
+        ts = sets[fr.train_set]
+        y = np.array([t.label for t in ts])
+        groups = [t.group for t in ts]
+        tr = np.array([group_unit("study", g, 0) >= 0.2 for g in groups])
+        probes = [fit_probe(feats[fr.train_set].mean[L][tr], y[tr], [groups[i] for i in np.flatnonzero(tr)], L, "mean")
+                  for L in layers]
+        for h in fr.held_out:
+            yh = np.array([t.label for t in sets[h]])
+            by_concept.setdefault(fr.concept, []).append(
+                RocCurve(f"{fr.name} -> {h}", ensemble_logit(probes, feats[h].mean), yh))
+    for concept, curves in by_concept.items():
+        roc_png(out_dir / f"roc_dense_{concept}.png", curves, title=f"{concept}: dense ensemble, held-out sources")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
