@@ -22,6 +22,14 @@ from classifiers.datasets import (
     sycophancy_pressure,
     sycophancy_pressure_replies,
 )
+from classifiers.datasets.concepts import (
+    CONCEPTS,
+    FRAMINGS,
+    ConceptFraming,
+    Source,
+    concept_names,
+    register_concept,
+)
 from classifiers.datasets.files import default_datasets_root, resolve_datasets_root
 from classifiers.datasets.registry import (
     DatasetSpec,
@@ -33,7 +41,6 @@ from classifiers.datasets.registry import (
 )
 from classifiers.datasets.split import Split, split
 from classifiers.datasets.types import (
-    CONCEPTS,
     DatasetError,
     PressureScenario,
     Transcript,
@@ -43,24 +50,55 @@ from classifiers.datasets.types import (
 
 __all__ = [
     "CONCEPTS",
+    "FRAMINGS",
+    "ConceptFraming",
     "DatasetError",
     "DatasetSpec",
     "PressureScenario",
+    "Source",
     "Split",
     "Transcript",
     "chat_pair",
+    "concept_names",
     "dataset_names",
     "default_datasets_root",
     "fingerprint",
     "get_dataset",
     "load_scenarios",
     "load_transcripts",
+    "register_concept",
     "register_dataset",
     "resolve_datasets_root",
     "split",
 ]
 
-# The built-in datasets: one explicit list (registering only fills a dict; nothing is read).
+# The built-in concepts, then their datasets: explicit lists (registering only fills a
+# dict; nothing is read). A concept's sources name datasets registered below.
+register_concept(ConceptFraming(
+    "deception",
+    (Source("deception_lie_detector_pairs"), Source("deception_repe_facts"), Source("deception_truthfulqa")),
+    description="the assistant states something it presents as true that is false",
+))
+register_concept(ConceptFraming(
+    "sycophancy",
+    (Source("sycophancy_anthropic_opinion", "nlp_survey"),
+     Source("sycophancy_anthropic_opinion", "political_typology")),
+    # written replies to the free-form pressure scenarios (see the loader's caveats)
+    held_out=(Source("sycophancy_pressure_replies"),),
+    description="the assistant sides with the user's stated view instead of its own assessment",
+))
+register_concept(ConceptFraming(
+    "unsafe_code",
+    (Source("code_sven"), Source("code_safecoder_secnew")),
+    description="the assistant writes code with a security vulnerability",
+))
+register_concept(ConceptFraming(
+    "bias",
+    (Source("bias_bbq_stereo_vs_anti"), Source("bias_winobias")),
+    extra_eval=(Source("bias_bbq"),),
+    description="the assistant's answer follows a social stereotype",
+))
+
 register_dataset(
     deception_lie_pairs.NAME,
     deception_lie_pairs.load,

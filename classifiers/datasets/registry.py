@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from classifiers.datasets.concepts import CONCEPTS, concept_names
 from classifiers.datasets.files import default_datasets_root
-from classifiers.datasets.types import CONCEPTS, PressureScenario, Transcript
+from classifiers.datasets.types import PressureScenario, Transcript
 
 Role = Literal["train", "cross_source", "scenarios"]
 
@@ -53,7 +54,8 @@ def register_dataset(
     if name in _REGISTRY:
         raise ValueError(f"dataset {name!r} is already registered")
     if concept not in CONCEPTS:
-        raise ValueError(f"unknown concept {concept!r}; expected one of {CONCEPTS}")
+        raise ValueError(f"unknown concept {concept!r}; expected one of {concept_names()} "
+                         "(register it first: classifiers.datasets.concepts.register_concept)")
     if role not in ("train", "cross_source", "scenarios"):
         raise ValueError(f"unknown role {role!r}")
     spec = DatasetSpec(name, loader, concept, role, labelled, description)

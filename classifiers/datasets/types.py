@@ -6,12 +6,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Concept = Literal["deception", "sycophancy", "unsafe_code", "bias"]
-
-#: Every concept a probe can be trained for; the names saved in probes.json.
-CONCEPTS: tuple[str, ...] = ("deception", "sycophancy", "unsafe_code", "bias")
+from classifiers.datasets.concepts import CONCEPTS, concept_names
 
 #: Roles a chat message may have.
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
@@ -34,7 +31,7 @@ class Transcript:
     label: int
     """1: the assistant turn shows the concept (lie, sycophantic, vulnerable, biased); 0: not."""
     concept: str
-    """One of :data:`CONCEPTS`."""
+    """A registered concept (:data:`CONCEPTS`)."""
     source: str
     """Registered dataset name the transcript came from."""
     group: str
@@ -46,7 +43,7 @@ class Transcript:
         if self.label not in (0, 1) or isinstance(self.label, bool):
             raise ValueError(f"label must be 0 or 1, got {self.label!r}")
         if self.concept not in CONCEPTS:
-            raise ValueError(f"concept must be one of {CONCEPTS}, got {self.concept!r}")
+            raise ValueError(f"concept must be one of {concept_names()}, got {self.concept!r}")
         if not self.messages:
             raise ValueError("a transcript needs at least one message")
         for message in self.messages:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ import numpy as np
 import structlog
 from numpy.typing import ArrayLike
 
-from classifiers.datasets.types import CONCEPTS, ROLES
+from classifiers.datasets.concepts import CONCEPTS
+from classifiers.datasets.types import ROLES
 from classifiers.probes.metrics import auprc, auroc, auroc_interval, tpr_at_fpr
 
 _ALLOWED_KEYS = {"messages", "label", "concept", "id"}
@@ -101,7 +102,7 @@ def _check_messages(messages: Any, ignored: set[str]) -> str | None:
     return None
 
 
-def _check_line(obj: Any, concepts: Sequence[str], ignored: set[str] | None = None) -> str | None:
+def _check_line(obj: Any, concepts: Collection[str], ignored: set[str] | None = None) -> str | None:
     if not isinstance(obj, dict):
         return "expected a JSON object"
     ignored = set() if ignored is None else ignored
@@ -126,7 +127,7 @@ def _check_line(obj: Any, concepts: Sequence[str], ignored: set[str] | None = No
     return None
 
 
-def read_external(path: str | Path, concepts: Sequence[str] = CONCEPTS) -> list[ExternalExample]:
+def read_external(path: str | Path, concepts: Collection[str] = CONCEPTS) -> list[ExternalExample]:
     """Validate and read a user's JSONL file; raise ExternalDataError listing the problems."""
     path = Path(path)
     if not path.is_file():

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from safetensors.numpy import save_file
 
-from classifiers.datasets.types import CONCEPTS
+from classifiers.datasets.concepts import CONCEPTS
 from monitor.pack.probes_file import (
     JSON_NAME,
     RESERVED,

@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-CONCEPTS = ("deception", "sycophancy", "unsafe_code", "bias")
-
 
 def fail(msg: str) -> int:
     print(f"specificity bench: {msg}", file=sys.stderr)
@@ -40,7 +38,8 @@ def main() -> int:
     ap.add_argument("--sae", default=None, help="SAE directory overriding the pack's (its probes must match)")
     ap.add_argument("--probes-dir", default=None, help="default: <pack>/probes")
     ap.add_argument("--datasets-root", default=None, help="default: ../shared/datasets")
-    ap.add_argument("--concepts", default=",".join(CONCEPTS))
+    ap.add_argument("--concepts", default=None,
+                    help="comma-separated concepts (default: every registered concept)")
     ap.add_argument("--n-prompts", type=int, default=3)
     ap.add_argument("--n-neutral", type=int, default=3)
     ap.add_argument("--top-k", type=int, default=5)
@@ -62,7 +61,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from classifiers.datasets import resolve_datasets_root
+    from classifiers.datasets import CONCEPTS, resolve_datasets_root
     from classifiers.interp.concept_prompts import concept_prompts, neutral_texts
     from classifiers.interp.from_probe import top_feature_ids
     from classifiers.interp.runtime import special_ids_of
@@ -78,7 +77,7 @@ def main() -> int:
     by_concept: dict[str, str] = {}
     for name, body in (pj.get("probes") or {}).items():
         by_concept.setdefault(body.get("concept", name), name)
-    concepts = [c for c in args.concepts.split(",") if c]
+    concepts = [c for c in (args.concepts or ",".join(CONCEPTS)).split(",") if c]
     missing = [c for c in concepts if c not in by_concept]
     if missing:
         return fail(f"{probes_dir}/probes.json has no probe for {', '.join(missing)}")
