@@ -27,7 +27,7 @@ WAIT_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def console_daemon(chromium, loaded_model, guard_pack, _redis_session, tmp_path_factory) -> Iterator[Daemon]:
+def console_daemon(loaded_model, guard_pack, _redis_session, tmp_path_factory) -> Iterator[Daemon]:
     with start_daemon(loaded_model, guard_pack, _redis_session.url, tmp_path_factory.mktemp("ui")) as d:
         yield d
 

@@ -154,21 +154,6 @@ def test_alert_feed_shows_alerts_and_a_reconnect_skips_none(console, console_dae
     screenshot(console, "alerts")
 
 
-def test_resuming_from_a_last_event_id_sends_exactly_what_followed(console_daemon):
-    score(console_daemon, "Something to alert on.")
-    ids = stream_ids(console_daemon)
-    assert len(ids) >= 2
-    got: list[str] = []
-    with httpx.stream("GET", f"{console_daemon.base}/ui/api/alerts/stream", timeout=30,
-                      headers={**AUTH, "Last-Event-ID": ids[-2]}) as r:
-        for line in r.iter_lines():
-            if line.startswith("id: "):
-                got.append(line[4:])
-            if got and got[-1] == ids[-1]:
-                break
-    assert got == [ids[-1]]
-
-
 def test_a_broken_policy_shows_file_line_field_and_the_old_policy_keeps_serving(console, console_daemon):
     serving = console_daemon.set_policy(policy_text("alerting", ALERT_RULE))
     path = console_daemon.policy_path
