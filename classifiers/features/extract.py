@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from classifiers.features.render import Rendered
+from monitor.engine.hooks import capture
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,7 @@ def residuals_for_prompt_group(
     contents = [_content(r, max_content_tokens) for r in group]
     width = max(len(c) for c in contents)
     stop = max(layers) + 1
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
-    try:
-        for layer in layers:
-
-            def grab(_m: Any, _i: Any, out: torch.Tensor, layer: int = layer) -> None:
-                captured[layer] = out.detach()
-
-            handles.append(model.hook_dict[hook_name(layer)].register_forward_hook(grab))
+    with capture(model, {layer: hook_name(layer) for layer in layers}) as captured:
         one = ff.new_cache(batch=1, capacity=len(prefix) + width)
         done = 0
         if base is not None and base.stop >= stop and 0 < len(base.ids) < len(prefix) \
@@ -115,9 +108,6 @@ def residuals_for_prompt_group(
             toks[i, : len(c)] = torch.tensor(c, dtype=torch.long)
         captured.clear()
         ff.forward(toks, rows, stop_at_layer=stop)
-    finally:
-        for handle in handles:
-            handle.remove()
     out = []
     for i, c in enumerate(contents):
         out.append(
@@ -141,20 +131,9 @@ def residuals_plain(
     and the run-time path of ``eval-probes --data`` (``keep_fp32``: no fp16 rounding)."""
     content = _content(rendered, max_content_tokens)
     ids = list(rendered.ids[: rendered.start]) + content
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
-    try:
-        for layer in layers:
-
-            def grab(_m: Any, _i: Any, out: torch.Tensor, layer: int = layer) -> None:
-                captured[layer] = out.detach()
-
-            handles.append(model.hook_dict[hook_name(layer)].register_forward_hook(grab))
+    with capture(model, {layer: hook_name(layer) for layer in layers}) as captured:
         cache = ff.new_cache(batch=1, capacity=len(ids))
         ff.forward(torch.tensor([ids], dtype=torch.long), cache, stop_at_layer=max(layers) + 1)
-    finally:
-        for handle in handles:
-            handle.remove()
     s = rendered.start
     return Residuals(
         ids=np.asarray(content, dtype=np.int32),
@@ -189,15 +168,7 @@ def residuals_batched(
             raise ValueError("residuals_batched: every transcript must start with the base ids")
         seqs.append(list(r.ids[n_base : r.start]) + _content(r, max_content_tokens))
     width = max(len(s) for s in seqs)
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
-    try:
-        for layer in layers:
-
-            def grab(_m: Any, _i: Any, out: torch.Tensor, layer: int = layer) -> None:
-                captured[layer] = out.detach()
-
-            handles.append(model.hook_dict[hook_name(layer)].register_forward_hook(grab))
+    with capture(model, {layer: hook_name(layer) for layer in layers}) as captured:
         rows = ff.new_cache(batch=len(batch), capacity=n_base + width)
         for li in range(stop):
             rows.k[li][:, :, :n_base] = base.cache.k[li][:, :, :n_base]
@@ -207,9 +178,6 @@ def residuals_batched(
         for i, s in enumerate(seqs):
             toks[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         ff.forward(toks, rows, stop_at_layer=stop)
-    finally:
-        for handle in handles:
-            handle.remove()
     out = []
     for i, r in enumerate(batch):
         content = _content(r, max_content_tokens)

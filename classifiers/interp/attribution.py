@@ -25,6 +25,7 @@ from torch import Tensor
 
 from classifiers.interp.evidence import FeatureEvidence, feature_evidence
 from classifiers.interp.runtime import keep_mask
+from monitor.engine.hooks import run_with_hooks
 from monitor.guard.interventions import FeatureIntervention, intervention_hook
 
 
@@ -82,7 +83,7 @@ def linear_estimates(model: Any, sae: Any, hook_name: str, tokens: Tensor, targe
         return leaf
 
     with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, grab)])
+        logits = run_with_hooks(model, tokens, fwd_hooks=[(hook_name, grab)])
         ld = logit_diff(logits, target, foil)[0]
         (grad,) = torch.autograd.grad(ld, box["x"])
     x = box["x"].detach()[0]
@@ -100,7 +101,7 @@ def linear_estimates(model: Any, sae: Any, hook_name: str, tokens: Tensor, targe
 def ablation_effect(model: Any, sae: Any, hook_name: str, tokens: Tensor, target: int, foil: int,
                     fid: int, special_ids: Iterable[int], clean: float) -> float:
     spec = FeatureIntervention.ablate([fid])
-    logits = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, intervention_hook(sae, spec, tokens, special_ids))])
+    logits = run_with_hooks(model, tokens, fwd_hooks=[(hook_name, intervention_hook(sae, spec, tokens, special_ids))])
     return float(logit_diff(logits, target, foil)[0]) - clean
 
 

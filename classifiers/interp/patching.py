@@ -22,6 +22,7 @@ from torch import Tensor
 
 from classifiers.interp.attribution import logit_diff
 from classifiers.interp.runtime import hook_layer
+from monitor.engine.hooks import run_with_hooks
 
 KINDS = ("resid_pre", "resid_post")
 
@@ -57,7 +58,7 @@ def logit_diff_metric(model: Any, target: int, foil: int) -> Metric:
     """``logit[target] - logit[foil]`` at the last position."""
 
     def metric(tokens: Tensor, hooks: list[tuple[str, Any]]) -> Tensor:
-        return logit_diff(model.run_with_hooks(tokens, fwd_hooks=hooks), target, foil)
+        return logit_diff(run_with_hooks(model, tokens, fwd_hooks=hooks), target, foil)
 
     return metric
 
@@ -74,7 +75,7 @@ def probe_metric(model: Any, sae: Any, hook_name: str, w: Tensor, b: float) -> M
             box["x"] = x[:, -1]
             return x
 
-        model.run_with_hooks(tokens, fwd_hooks=[*hooks, (hook_name, grab)], stop_at_layer=layer + 1)
+        run_with_hooks(model, tokens, fwd_hooks=[*hooks, (hook_name, grab)], stop_at_layer=layer + 1)
         z = sae.encode(box["x"].float())
         out: Tensor = z @ w[: z.shape[-1]].to(z.device) + b
         return out

@@ -2,8 +2,9 @@
 
 Residuals come from ``HookedTransformer.run_with_cache`` (slow path, fine for analysis)
 with ``stop_at_layer`` so layers after the hook are skipped. :class:`Encoded` keeps a mask
-of the positions that count: position 0 (the attention sink) and special tokens are never
-used for statistics, as everywhere else in saeguard.
+of the positions that count (:func:`monitor.guard.positions.monitorable`, the rule the
+guard and SAE training use): position 0 (the attention sink), special tokens and sink-like
+rows are never used for statistics.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from monitor.engine.hooks import run_with_hooks
+from monitor.guard.positions import monitorable
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Encoded:
     z: Tensor
     """[pos, d_sae] SAE code (rows outside :attr:`keep` are zero)."""
     keep: Tensor
-    """[pos] bool: positions used for statistics (not 0, not special)."""
+    """[pos] bool: positions used for statistics (not 0, not special, not sink-like)."""
 
     @property
     def kept_z(self) -> Tensor:
@@ -45,12 +49,15 @@ def special_ids_of(tokenizer: Any) -> frozenset[int]:
     return frozenset(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
 
 
-def keep_mask(token_ids: Sequence[int], special_ids: Iterable[int]) -> Tensor:
-    specials = set(special_ids)
-    keep = torch.tensor([t not in specials for t in token_ids], dtype=torch.bool)
-    if keep.numel():
-        keep[0] = False
-    return keep
+def keep_mask(token_ids: Sequence[int], special_ids: Iterable[int], resid: Tensor | None = None,
+              start: int = 0) -> Tensor:
+    """[pos] bool: the positions that count (:func:`monitor.guard.positions.monitorable`:
+    not position 0, not special tokens, not before ``start``, and with ``resid`` not
+    sink-like rows)."""
+    tokens = torch.tensor(list(token_ids), dtype=torch.long)
+    if resid is not None:
+        tokens = tokens.to(resid.device)
+    return monitorable(tokens, from_pos=start, special_ids=special_ids, resid=resid).mask
 
 
 @torch.no_grad()
@@ -65,7 +72,7 @@ def resid_at(model: Any, token_ids: Sequence[int], hook_name: str, before: Seque
         box["x"] = x.detach()
         return x
 
-    model.run_with_hooks(tokens, fwd_hooks=[*before, (hook_name, capture)], stop_at_layer=hook_layer(hook_name) + 1)
+    run_with_hooks(model, tokens, fwd_hooks=[*before, (hook_name, capture)], stop_at_layer=hook_layer(hook_name) + 1)
     return box["x"][0].float()
 
 
@@ -74,8 +81,7 @@ def encode_prompt(model: Any, sae: Any, hook_name: str, token_ids: Sequence[int]
                   special_ids: Iterable[int] = (), before: Sequence[Any] = (), start: int = 0) -> Encoded:
     """``start``: positions before it are not kept either (e.g. the chat template's system prompt)."""
     resid = resid_at(model, token_ids, hook_name, before)
-    keep = keep_mask(token_ids, special_ids).to(resid.device)
-    keep[:start] = False
+    keep = keep_mask(token_ids, special_ids, resid, start)
     z = torch.zeros(resid.shape[0], int(sae.cfg.d_sae), device=resid.device)
     if bool(keep.any()):
         z[keep] = sae.encode(resid[keep]).float()

@@ -2,8 +2,9 @@
 
 The forward stops right after the deepest requested layer (``FastForward`` with
 ``stop_at_layer``). Rows of similar length are batched and right-padded (causal
-attention: padding never changes earlier positions). Kept positions: not position 0
-(the attention sink), not padding, not special tokens.
+attention: padding never changes earlier positions). Kept positions: those that count
+(:func:`monitor.guard.positions.monitorable`): not position 0 (the attention sink), not
+padding, not special tokens; sink-like rows are dropped when the shards are read.
 
 Shard ``{split}_{i:05d}.safetensors`` holds ``acts.<hook_name>`` [n, d_model] fp16 plus
 ``token``/``doc``/``pos`` int32 for every kept position. Shards are written atomically;
@@ -26,6 +27,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from classifiers.sae.corpus import Corpus
+from monitor.engine.hooks import capture
+from monitor.guard import positions
+from monitor.guard.positions import OUTLIER_NORM_FACTOR, monitorable
 
 log = structlog.get_logger(__name__)
 
@@ -100,21 +104,13 @@ def residuals_for_docs(
     toks = torch.zeros(len(doc_ids), width, dtype=torch.long)
     for r, i in enumerate(doc_ids):
         toks[r, : lens[r]] = corpus.doc(i).long()
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
-    try:
-        for h in hook_names:
-            def grab(_m: Any, _i: Any, out: torch.Tensor, name: str = h) -> None:
-                captured[name] = out.detach()
-            handles.append(model.hook_dict[h].register_forward_hook(grab))
+    with capture(model, {h: h for h in hook_names}) as captured:
         ff = FastForward(model)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             ff.forward(toks, ff.new_cache(batch=len(doc_ids), capacity=width), stop_at_layer=max(layers) + 1)
-    finally:
-        for hd in handles:
-            hd.remove()
     pos = torch.arange(width)[None, :].expand(len(doc_ids), -1)
-    keep = (pos >= 1) & (pos < torch.tensor(lens)[:, None]) & ~torch.isin(toks, torch.tensor(list(special_ids)))
+    # sink-like rows are dropped when the shards are read (load_shards), over all of them
+    keep = monitorable(toks, special_ids=special_ids, lengths=torch.tensor(lens)).mask
     out = {f"acts.{h}": captured[h][keep].to(torch.float16).contiguous() for h in hook_names}
     out["token"] = toks[keep].to(torch.int32)
     out["doc"] = torch.tensor(doc_ids, dtype=torch.int32)[:, None].expand(-1, width)[keep].contiguous()
@@ -164,14 +160,10 @@ def cache_split(
 #: Rows whose residual norm exceeds this multiple of the median are attention-sink-like
 #: "massive activations" (seen at position 1 of some windows: norm ~24,000 vs ~170) and
 #: are dropped like position 0.
-OUTLIER_NORM_FACTOR = 10.0
-
-
 def sink_like(x: torch.Tensor, factor: float = OUTLIER_NORM_FACTOR) -> torch.Tensor:
-    """Bool mask over the leading dims of ``x`` [..., d]: norm > factor x median norm."""
-    norms = x.float().norm(dim=-1)
-    mask: torch.Tensor = norms > factor * norms.flatten().median()
-    return mask
+    """Bool mask over the leading dims of ``x`` [..., d]: norm > factor x median norm (the
+    sink-like rule of :mod:`monitor.guard.positions`, over rows already kept)."""
+    return positions.sink_like(x, factor=factor).mask
 
 
 def load_shards(paths: Sequence[Path], hook_name: str, with_index: bool = False,

@@ -7,9 +7,9 @@ Definitions (also written into the manifest):
 - dead fraction: features that never fire on any evaluated token;
 - CE-loss recovered: ``(CE_zero_abl - CE_sae) / (CE_zero_abl - CE_clean)`` (SAELens'
   definition), the SAE reconstruction (error term dropped) or zeros replacing the
-  residual at the hook on every position the SAE is trained for (position >= 1, not a
-  special token, norm < 10x the median: position 0 and sink-like massive activations are
-  left intact in all three runs).
+  residual at the hook on every position the SAE is trained for (those that count:
+  :func:`monitor.guard.positions.monitorable`; position 0, special tokens, padding and
+  sink-like massive activations are left intact in all three runs).
 """
 
 from __future__ import annotations
@@ -83,20 +83,19 @@ def ce_loss_recovered(
 ) -> CEMetrics:
     """Next-token CE over ``sequences`` (1-D token tensors) clean, with the SAE spliced in,
     and with the residual zeroed at ``hook_name``; see the module docstring."""
-    from classifiers.sae.cache import sink_like
     from monitor.engine.fastpath import FastForward
+    from monitor.engine.hooks import hook_scope
+    from monitor.guard.positions import monitorable
 
     ff = FastForward(model)
-    special = torch.tensor(list(special_ids))
     mode = {"m": "clean"}
 
-    def splice(_m: Any, _i: Any, x: torch.Tensor) -> torch.Tensor | None:
+    def splice(x: torch.Tensor, hook: Any = None) -> torch.Tensor | None:  # noqa: ARG001 - hook signature
         if mode["m"] == "clean":
             return None
-        pos = torch.arange(x.shape[1])[None, :, None]
-        keep = (pos == 0) | torch.isin(current["toks"], special)[..., None] | sink_like(x)[..., None]
+        counted = monitorable(current["toks"], special_ids=special_ids, lengths=current["lens"], resid=x).mask
         new = sae.decode(sae.encode(x)) if mode["m"] == "sae" else torch.zeros_like(x)
-        return torch.where(keep, x, new)
+        return torch.where(counted[..., None], new, x)
 
     current: dict[str, torch.Tensor] = {}
     totals = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
@@ -108,15 +107,14 @@ def ce_loss_recovered(
             batches[-1].append(i)
         else:
             batches.append([i])
-    handle = model.hook_dict[hook_name].register_forward_hook(splice)
-    try:
+    with hook_scope(model, [(hook_name, splice)]):
         for b in batches:
             lens = [len(sequences[i]) for i in b]
             width = max(lens)
             toks = torch.zeros(len(b), width, dtype=torch.long)
             for r, i in enumerate(b):
                 toks[r, : lens[r]] = sequences[i].long()
-            current["toks"] = toks
+            current["toks"], current["lens"] = toks, torch.tensor(lens)
             target = toks[:, 1:]
             valid = torch.arange(width - 1)[None, :] < (torch.tensor(lens)[:, None] - 1)
             for m in totals:
@@ -126,8 +124,6 @@ def ce_loss_recovered(
                 ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
                 totals[m] += float(ce[valid.reshape(-1)].sum())
             n_tok += int(valid.sum())
-    finally:
-        handle.remove()
     clean, with_sae, zero = (totals[k] / n_tok for k in ("clean", "sae", "zero"))
     rec = (zero - with_sae) / (zero - clean)
     log.info("ce_eval", ce_clean=round(clean, 4), ce_sae=round(with_sae, 4), ce_zero=round(zero, 4),

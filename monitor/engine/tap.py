@@ -1,8 +1,8 @@
 """The activation tap: a scoped callback on one residual hook point.
 
-``with Tap(model, "blocks.15.hook_resid_post", callback):`` registers a forward hook on
-that ``HookPoint`` and removes it in ``finally``, also when the body or the callback
-raised. For every forward pass the decode loop runs, the callback receives the residual
+``with Tap(model, "blocks.15.hook_resid_post", callback):`` puts a hook on that
+``HookPoint`` through :func:`monitor.engine.hooks.hook_scope`, which removes it in
+``finally``, also when the body or the callback raised. For every forward pass the decode loop runs, the callback receives the residual
 for the *new* positions only (prefill: all prompt positions; decode: one position per
 sequence) and a :class:`TapCall` that says which positions and tokens those are. It may
 return a tensor of the same shape to replace the residual (a clamp or steer), or None to
@@ -18,11 +18,14 @@ unmonitored (``on_error="continue"``, the policy's ``fail_open``). Never swallow
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 import torch
+
+from monitor.engine.hooks import hook_point, hook_scope
 
 log = structlog.get_logger(__name__)
 
@@ -73,36 +76,35 @@ class Tap:
     """Scoped residual tap on ``hook_name`` of a ``HookedTransformer``."""
 
     def __init__(self, model: Any, hook_name: str, callback: TapCallback):
-        hook_dict = getattr(model, "hook_dict", {})
-        if hook_name not in hook_dict:
-            examples = [n for n in hook_dict if n.endswith("hook_resid_post")][:3]
-            raise ValueError(f"unknown hook point {hook_name!r}; e.g. {', '.join(examples)}")
+        hook_point(model, hook_name)  # an unknown name fails here, not at attach time
         self.model = model
         self.hook_name = hook_name
         self.callback = callback
         self.enabled = True
         self.errors: list[TapError] = []
         self._call: TapCall | None = None
-        self._handle: Any = None
+        self._scope: AbstractContextManager[None] | None = None
 
     # -- scope -------------------------------------------------------------------------
     def __enter__(self) -> Tap:
-        if self._handle is not None:
+        if self._scope is not None:
             raise RuntimeError("Tap is already attached")
-        self._handle = self.model.hook_dict[self.hook_name].register_forward_hook(self._hook)
+        scope = hook_scope(self.model, [(self.hook_name, self._hook)])
+        scope.__enter__()
+        self._scope = scope
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
 
     def detach(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        if self._scope is not None:
+            scope, self._scope = self._scope, None
+            scope.__exit__(None, None, None)
 
     @property
     def attached(self) -> bool:
-        return self._handle is not None
+        return self._scope is not None
 
     # -- per forward -------------------------------------------------------------------
     def set_call(self, call: TapCall | None) -> None:
@@ -113,7 +115,7 @@ class Tap:
         errs, self.errors = self.errors, []
         return errs
 
-    def _hook(self, _module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+    def _hook(self, output: torch.Tensor, hook: Any = None) -> torch.Tensor | None:  # noqa: ARG002 - hook_scope signature
         call = self._call
         if call is None or not self.enabled:
             return None

@@ -4,9 +4,10 @@ forward pass.
 
 Per new position (prefill: every prompt position; decode: one per step):
 
-1. skip position 0 (an attention sink with ~150x the residual norm), special tokens
-   (``<|im_start|>``, ``<|im_end|>``, ...) and other sink-like rows (norm > 10x the
-   request's median): never encoded, scored or changed;
+1. only the positions that count (:func:`monitor.guard.positions.monitorable`): not
+   position 0 (an attention sink with ~150x the residual norm), not special tokens
+   (``<|im_start|>``, ``<|im_end|>``, ...), not other sink-like rows (norm > 10x the
+   request's median); the others are never encoded, scored or changed;
 2. ``z = sae.encode(x)``; ``scores = sigmoid(z @ W + b)`` for every probe at once;
 3. the request's :class:`~monitor.policy.engine.RequestMonitor` steps through the
    positions in order and returns alerts, active clamps/steers and stop;
@@ -33,6 +34,7 @@ from torch import Tensor
 from monitor.alerts.model import Alert
 from monitor.engine.tap import Tap, TapCall
 from monitor.guard.interventions import clamp_features, steer
+from monitor.guard.positions import monitorable
 from monitor.guard.probebank import ProbeBank
 from monitor.pack.loader import GuardPack
 from monitor.policy.compiled import CompiledPolicy
@@ -40,9 +42,6 @@ from monitor.policy.engine import RequestContext, StepResult
 
 Scope = Literal["prompt", "response"]
 
-OUTLIER_NORM_FACTOR = 10.0
-"""Rows whose residual norm exceeds this multiple of the request's median are skipped
-(the same rule the SAE's training and evaluation used: classifiers.sae.cache.sink_like)."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +164,14 @@ class GuardSession:
     def callback(self, x: Tensor, call: TapCall) -> Tensor | None:
         g = self.guard
         ids = call.token_ids[0].tolist()
-        keep = [i for i, t in enumerate(ids) if call.start_pos + i != 0 and t not in g.special_ids]
-        keep = self._drop_sink_like(x[0], keep)
+        counted = monitorable(call.token_ids[0], start_pos=call.start_pos, special_ids=g.special_ids,
+                              resid=x[0], ref_norm=self._ref_norm)
+        if self._ref_norm is None:
+            # the request's reference norm: the median over its first call's counted rows (the
+            # whole prompt, or its first chunk when a long prompt joining a running batch is
+            # prefilled in chunks; the outliers it catches are ~150x, so either serves)
+            self._ref_norm = counted.ref_norm
+        keep = counted.mask.nonzero().flatten().tolist()
         if not keep:
             return None
         rows = x[0, keep]
@@ -201,21 +206,6 @@ class GuardSession:
             if self.keep_reports:
                 self.reports.append(PositionReport(pos, index, scope, token, score_map, res.fired, tuple(actions)))
         return out if changed else None
-
-    def _drop_sink_like(self, x: Tensor, keep: list[int]) -> list[int]:
-        """Drop sink-like rows: residual norm above ``OUTLIER_NORM_FACTOR`` x the request's
-        reference norm (the median over its first call's monitored rows: the whole prompt, or
-        its first chunk when a long prompt joining a running batch is prefilled in chunks;
-        the outliers this catches are ~150x, so either median serves). Besides position 0, some
-        positions (e.g. long runs of spaces) reach ~150x the usual norm; the SAE was trained
-        without them, so they are neither scored nor changed (as position 0)."""
-        if not keep:
-            return keep
-        norms = x[keep].float().norm(dim=-1)
-        if self._ref_norm is None:
-            self._ref_norm = float(norms.median())
-        limit = OUTLIER_NORM_FACTOR * self._ref_norm
-        return [i for i, n in zip(keep, norms.tolist(), strict=True) if n <= limit]
 
     def _apply_alerts(self, res: StepResult) -> list[str]:
         actions = []

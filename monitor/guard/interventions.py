@@ -9,7 +9,8 @@ Only the changed features are touched (a sparse update: ~3 rows of ``W_dec``).
 :class:`FeatureIntervention` bundles clamps, feature steers and a free direction into one
 spec object; :func:`intervention_callback` turns it into a tap callback for streaming
 generation and :func:`intervention_hook` into a TransformerLens hook for full forwards.
-Both skip position 0 (the attention sink) and special tokens.
+Both touch only the positions that count (:mod:`monitor.guard.positions`: not position 0,
+not special tokens, not sink-like rows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from monitor.guard.positions import Positions, monitorable
 
 
 def clamp_features(x: Tensor, z: Tensor, W_dec: Tensor, idx: Tensor, values: Tensor) -> Tensor:
@@ -52,8 +55,9 @@ class FeatureIntervention:
 
     Applied in this order at every eligible position: the clamps (error-preserving, one
     sparse update), then ``strength * W_dec[f]`` for every feature steer, then
-    ``direction_strength * direction``. Position 0 (the attention sink) and special tokens
-    are skipped unless told otherwise.
+    ``direction_strength * direction``. Only positions that count are touched
+    (:func:`~monitor.guard.positions.monitorable`): position 0 (the attention sink),
+    sink-like rows and special tokens are skipped unless told otherwise.
     """
 
     clamps: tuple[tuple[int, float], ...] = ()
@@ -65,7 +69,7 @@ class FeatureIntervention:
     direction_strength: float = 0.0
     """Multiplier for :attr:`direction`."""
     skip_first: bool = True
-    """Leave absolute position 0 (the attention sink) untouched."""
+    """Leave absolute position 0 (the attention sink) and sink-like rows untouched."""
     skip_special: bool = True
     """Leave special tokens (``<|im_start|>``, ...) untouched."""
 
@@ -127,23 +131,25 @@ class FeatureIntervention:
             x = steer(x, self.direction.to(x.device), self.direction_strength)
         return x
 
-    def position_mask(self, token_ids: Tensor, start_pos: int, special_ids: Iterable[int] = ()) -> Tensor:
-        """[batch, pos] bool: the positions this intervention touches."""
-        mask = torch.ones(token_ids.shape, dtype=torch.bool, device=token_ids.device)
-        if self.skip_first and start_pos == 0:
-            mask[:, 0] = False
-        if self.skip_special:
-            for t in special_ids:
-                mask &= token_ids != int(t)
-        return mask
+    def positions(self, x: Tensor, token_ids: Tensor, start_pos: int = 0, special_ids: Iterable[int] = (),
+                  ref_norm: float | None = None) -> Positions:
+        """The positions of a [batch, pos, d_model] block this intervention touches: the
+        ones that count (:func:`~monitor.guard.positions.monitorable`), unless told to
+        touch position 0 and sink-like rows (``skip_first=False``) or special tokens."""
+        return monitorable(token_ids.to(x.device), start_pos=start_pos,
+                           special_ids=special_ids if self.skip_special else (),
+                           resid=x, ref_norm=ref_norm, skip_sink=self.skip_first)
 
     def apply(self, x: Tensor, sae: Any, token_ids: Tensor, start_pos: int = 0,
               special_ids: Iterable[int] = ()) -> Tensor | None:
         """Apply to a [batch, pos, d_model] residual block; None when nothing changes."""
         if self.is_noop:
             return None
-        mask = self.position_mask(token_ids, start_pos, special_ids)
-        if not bool(mask.any()):
+        return self.apply_at(x, sae, self.positions(x, token_ids, start_pos, special_ids).mask)
+
+    def apply_at(self, x: Tensor, sae: Any, mask: Tensor) -> Tensor | None:
+        """Apply at the ``mask`` [batch, pos] rows of ``x``; None when nothing changes."""
+        if self.is_noop or not bool(mask.any()):
             return None
         rows = x[mask]
         z = sae.encode(rows) if self.needs_encode else None
@@ -157,11 +163,15 @@ def intervention_callback(sae: Any, spec: FeatureIntervention, special_ids: Iter
     """A :class:`monitor.engine.Tap` callback applying ``spec`` to every new position of a
     generation (prefill and decode; the final ``score`` call is left alone)."""
     specials = frozenset(int(t) for t in special_ids)
+    ref: list[float | None] = [None]  # the generation's reference norm (its prompt's median)
 
     def callback(x: Tensor, call: Any) -> Tensor | None:
-        if call.phase not in ("prefill", "decode"):
+        if call.phase not in ("prefill", "decode") or spec.is_noop:
             return None
-        return spec.apply(x, sae, call.token_ids, call.start_pos, specials)
+        counted = spec.positions(x, call.token_ids, call.start_pos, specials, ref[0])
+        if ref[0] is None:
+            ref[0] = counted.ref_norm
+        return spec.apply_at(x, sae, counted.mask)
 
     return callback
 

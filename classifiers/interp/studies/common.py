@@ -18,6 +18,7 @@ from torch import Tensor
 
 from classifiers.interp.runtime import encode_prompt
 from monitor.engine import SamplingParams, Tap
+from monitor.engine.hooks import run_with_hooks
 from monitor.guard.interventions import (
     FeatureIntervention,
     intervention_callback,
@@ -74,7 +75,7 @@ def _hooks(setup: Setup, spec: FeatureIntervention | None, tokens: Tensor) -> li
 def next_token_logprobs(setup: Setup, ids: Sequence[int], spec: FeatureIntervention | None) -> Tensor:
     """[vocab] log-probabilities of the next token after ``ids``."""
     tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
-    logits = setup.model.run_with_hooks(tokens, fwd_hooks=_hooks(setup, spec, tokens))
+    logits = run_with_hooks(setup.model, tokens, fwd_hooks=_hooks(setup, spec, tokens))
     return torch.log_softmax(logits[0, -1].float(), dim=-1)
 
 
@@ -92,7 +93,7 @@ def perplexity(setup: Setup, texts: Iterable[Sequence[int]], spec: FeatureInterv
         if len(ids) < 3:
             continue
         tokens = torch.tensor([list(ids)], dtype=torch.long, device=setup.model.cfg.device)
-        logits = setup.model.run_with_hooks(tokens, fwd_hooks=_hooks(setup, spec, tokens))
+        logits = run_with_hooks(setup.model, tokens, fwd_hooks=_hooks(setup, spec, tokens))
         logp = torch.log_softmax(logits[0, 1:-1].float(), dim=-1)
         target = tokens[0, 2:]
         nll -= float(logp.gather(-1, target[:, None]).sum())

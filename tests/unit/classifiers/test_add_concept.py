@@ -81,11 +81,17 @@ def toy_sae() -> object:
 
 
 def token_codes(model: object, sae: object, text: str) -> np.ndarray:
-    """SAE codes of the positions of ``text`` after a BOS (position 0, the sink, is skipped
-    as the guard skips it)."""
-    ids = [1, *ToyTokenizer()(text)["input_ids"]]
-    _, cache = model.run_with_cache(torch.tensor([ids]), names_filter=HOOK)  # type: ignore[attr-defined]
-    return sae.encode(cache[HOOK][0, 1:]).detach().numpy()  # type: ignore[attr-defined]
+    """SAE codes of the positions of ``text`` after a BOS that count, by the rule the guard
+    applies (monitor.guard.positions: not the sink at 0, not the BOS, not sink-like rows)."""
+    from monitor.engine.hooks import capture
+    from monitor.guard.positions import monitorable
+
+    ids = torch.tensor([1, *ToyTokenizer()(text)["input_ids"]])
+    with capture(model, {"x": HOOK}) as seen:
+        model(ids[None])  # type: ignore[operator]
+    resid = seen["x"][0]
+    keep = monitorable(ids, special_ids=(0, 1), resid=resid).mask
+    return sae.encode(resid[keep]).detach().numpy()  # type: ignore[attr-defined]
 
 
 def test_a_registered_toy_concept_goes_from_data_to_an_alert(tmp_path: Path, registries: None) -> None:
