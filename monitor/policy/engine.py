@@ -10,7 +10,9 @@ Firing semantics:
   positions; a rule that re-armed and is true again when the cooldown ends fires then.
 - On firing each action of ``then`` runs in order and produces one alert record
   (``action`` = the action name; in shadow mode ``would_clamp`` / ``would_steer`` /
-  ``would_stop``, and nothing is clamped, steered or stopped).
+  ``would_stop``, and nothing is clamped, steered or stopped). In enforce mode an
+  intervening action's effect then fires (:meth:`CompiledAction.fire`): ``stop`` stops
+  the request, ``clamp``/``steer`` are held in force; the engine has no per-action code.
 - ``clamp``/``steer`` with ``tokens: N`` are active at the firing position and the
   next N-1 *response* positions (prompt positions in between are covered but do not
   count); ``rest`` lasts until the request ends. If the rule fires again while its
@@ -35,6 +37,7 @@ from typing import Literal
 
 from monitor.alerts.model import Alert, FeatureRef, new_alert_id
 from monitor.policy.actions import CompiledAction, SteerTarget
+from monitor.policy.actions.base import EditPlan
 from monitor.policy.compiled import CompiledLeaf, CompiledPolicy, CompiledRule
 from monitor.policy.conditions import LeafState, evaluate, in_scope
 
@@ -69,14 +72,22 @@ class StepResult:
 
     alerts: tuple[Alert, ...] = ()
     """Alerts raised at this position (publish them to the alert sink)."""
-    clamps: Mapping[int, float] = field(default_factory=lambda: _EMPTY_CLAMPS)
-    """Feature id -> value to clamp at THIS position (all active clamps merged)."""
-    steers: tuple[SteerTarget, ...] = ()
-    """Steering directions active at this position."""
+    effects: tuple[CompiledAction, ...] = ()
+    """The effects in force at THIS position, oldest first (enforce mode); each says what
+    it does to the residual (:meth:`CompiledAction.apply`)."""
     stop: str | None = None
     """If set, end the response with this message."""
     fired: tuple[str, ...] = ()
     """Ids of the rules that fired at this position."""
+    clamps: Mapping[int, float] = field(init=False, compare=False, repr=False)
+    """Feature id -> value to clamp at this position (the effects' clamps merged)."""
+    steers: tuple[SteerTarget, ...] = field(init=False, compare=False, repr=False)
+    """Steering directions active at this position."""
+
+    def __post_init__(self) -> None:
+        plan = EditPlan.of(self.effects)
+        object.__setattr__(self, "clamps", MappingProxyType(plan.clamps) if plan.clamps else _EMPTY_CLAMPS)
+        object.__setattr__(self, "steers", tuple(plan.steers))
 
     @property
     def intervenes(self) -> bool:
@@ -88,7 +99,7 @@ _NOTHING = StepResult()
 
 
 class _Active:
-    """A clamp/steer in force: ``remaining`` positions still to cover (None = rest)."""
+    """An effect held in force: ``remaining`` positions still to cover (None = rest)."""
 
     __slots__ = ("action", "order", "rule_index", "remaining")
 
@@ -97,6 +108,28 @@ class _Active:
         self.order = order
         self.rule_index = rule_index
         self.remaining = action.tokens
+
+
+class _Firing:
+    """The :class:`RequestControl` one firing action gets: stop the request, or hold the
+    effect under its (rule, action) key from this position on."""
+
+    __slots__ = ("monitor", "key", "pos", "started")
+
+    def __init__(self, monitor: RequestMonitor, key: tuple[int, int], pos: int,
+                 started: set[tuple[int, int]]) -> None:
+        self.monitor = monitor
+        self.key = key
+        self.pos = pos
+        self.started = started
+
+    def stop(self, message: str) -> None:
+        if self.monitor._stop is None:
+            self.monitor._stop = message
+
+    def hold(self, effect: CompiledAction) -> None:
+        self.monitor._active[self.key] = _Active(effect, self.pos, self.key[0])
+        self.started.add(self.key)
 
 
 class RequestMonitor:
@@ -203,26 +236,18 @@ class RequestMonitor:
                 alerts.append(
                     self._alert(rule, leaf, slot, action, token_index, token, evidence[leaf.probe])
                 )
-                if not enforce or not action.intervenes:
-                    continue
-                if action.stop_message is not None and self._stop is None:
-                    self._stop = action.stop_message
-                if action.clamps or action.steers:
-                    self._active[(slot, j)] = _Active(action, pos, slot)
-                    started.add((slot, j))
-        clamps: dict[int, float] = {}
-        steers: list[SteerTarget] = []
+                if enforce and action.intervenes:
+                    action.fire(_Firing(self, (slot, j), pos, started))
+        effects: list[CompiledAction] = []
         for key, active in sorted(
             self._active.items(), key=lambda kv: (kv[1].order, kv[1].rule_index)
         ):
-            clamps.update(active.action.clamps)
-            steers.extend(active.action.steers)
+            effects.append(active.action)
             if active.remaining is not None and (scope == "response" or key in started):
                 active.remaining -= 1
         return StepResult(
             alerts=tuple(alerts),
-            clamps=MappingProxyType(clamps) if clamps else _EMPTY_CLAMPS,
-            steers=tuple(steers),
+            effects=tuple(effects),
             stop=self._stop,
             fired=tuple(self.policy.rules[s].id for s in fired),
         )

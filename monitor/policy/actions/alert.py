@@ -8,6 +8,7 @@ YAML::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -34,9 +35,14 @@ def validate(spec: AlertSpec, ctx: ActionContext) -> list[Issue]:  # noqa: ARG00
     return []
 
 
-def compile_alert(spec: AlertSpec, ctx: ActionContext) -> CompiledAction:  # noqa: ARG001
+@dataclass(frozen=True)
+class AlertEffect(CompiledAction):
+    """Only the alert record the engine publishes for every action; nothing else."""
+
+
+def compile_alert(spec: AlertSpec, ctx: ActionContext) -> AlertEffect:  # noqa: ARG001
     """An alert never intervenes; it behaves the same in shadow mode."""
-    return CompiledAction(kind="alert", intervenes=False, severity=spec.severity)
+    return AlertEffect(kind="alert", intervenes=False, severity=spec.severity)
 
 
 KIND: ActionKind[AlertSpec] = ActionKind(

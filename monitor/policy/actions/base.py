@@ -3,17 +3,17 @@ plug-in validates against, and the ``tokens`` duration type.
 
 An action plug-in (one module per action) provides a pydantic *spec* model (what users
 write under ``then: - <name>: {...}``), a ``validate`` function that reports problems
-against the guard pack, and a ``compile`` function that resolves the spec into a
-:class:`CompiledAction`. The engine only ever sees :class:`CompiledAction`; it needs no
-per-action code.
+against the guard pack, and a ``compile`` function that resolves the spec into its typed
+effect, a :class:`CompiledAction` subclass that carries its own application
+(:meth:`CompiledAction.fire`, :meth:`CompiledAction.apply`). The engine and the guard only
+ever see :class:`CompiledAction`; they need no per-action code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Annotated, Generic, Literal, NamedTuple, TypeVar
+from typing import Annotated, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import PlainValidator, WithJsonSchema
 
@@ -58,9 +58,38 @@ class SteerTarget(NamedTuple):
     """Multiplier of the direction added to the residual."""
 
 
+class RequestControl(Protocol):
+    """What an effect may do to its request when its rule fires (enforce mode); the policy
+    engine implements it."""
+
+    def stop(self, message: str) -> None:
+        """End the response with ``message`` (the first stop of a request wins)."""
+        ...
+
+    def hold(self, effect: CompiledAction) -> None:
+        """Keep ``effect`` in force for its ``tokens`` (restarting if it already is)."""
+        ...
+
+
+class ResidualEdit(Protocol):
+    """What an effect in force may do to the residual at one position; the guard carries
+    it out (one error-preserving clamp of all features, then the steers in order)."""
+
+    def clamp(self, values: Mapping[int, float]) -> None:
+        """Hold SAE features at values (a later effect's value for a feature wins)."""
+        ...
+
+    def steer(self, targets: Sequence[SteerTarget]) -> None:
+        """Add ``strength *`` each target's direction."""
+        ...
+
+
 @dataclass(frozen=True)
 class CompiledAction:
-    """An action resolved against the pack; what the engine executes on firing."""
+    """An action resolved against the pack: a typed *effect* the engine runs when its rule
+    fires. Each plug-in subclasses it with its own data and says what it does:
+    :meth:`fire` (once, when the rule fires in enforce mode) and :meth:`apply` (at every
+    position while it is held). The engine and the guard need no per-action code."""
 
     kind: str
     """The registry key (``alert``, ``clamp``, ``steer``, ``stop``)."""
@@ -69,16 +98,42 @@ class CompiledAction:
     ``action = "would_<kind>"``."""
     severity: str | None = None
     """Alert severity (``alert`` actions only)."""
-    clamps: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
-    """Feature id -> value to clamp it to (``clamp`` only)."""
-    steers: tuple[SteerTarget, ...] = ()
-    """Steering directions (``steer`` only)."""
-    stop_message: str | None = None
-    """Text that ends the response (``stop`` only)."""
     tokens: int | None = None
-    """Duration of a clamp/steer in tokens; None means the rest of the response."""
+    """How long a held effect lasts, in tokens; None means the rest of the response."""
     detail: str = ""
     """Short human-readable summary put on the alert (``features 12,40 -> 0.0``)."""
+
+    def fire(self, request: RequestControl) -> None:
+        """What firing does besides the alert (enforce mode, ``intervenes`` only)."""
+
+    def apply(self, edit: ResidualEdit) -> None:
+        """What this effect does to the residual at a position while it is held."""
+
+
+@dataclass
+class EditPlan:
+    """A :class:`ResidualEdit` that records: the clamps and steers of the effects in force
+    at one position, merged in order (what :class:`~monitor.policy.engine.StepResult`
+    reports and the guard applies)."""
+
+    clamps: dict[int, float] = field(default_factory=dict)
+    """Feature id -> value (later effects win)."""
+    steers: list[SteerTarget] = field(default_factory=list)
+    """Steering directions, in order (they add up)."""
+
+    def clamp(self, values: Mapping[int, float]) -> None:
+        self.clamps.update(values)
+
+    def steer(self, targets: Sequence[SteerTarget]) -> None:
+        self.steers.extend(targets)
+
+    @classmethod
+    def of(cls, effects: Sequence[CompiledAction]) -> EditPlan:
+        """The merged edit of ``effects`` (oldest first)."""
+        plan = cls()
+        for effect in effects:
+            effect.apply(plan)
+        return plan
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ active, the duration restarts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from pydantic import Field
@@ -23,6 +25,8 @@ from monitor.policy.actions.base import (
     ActionKind,
     CompiledAction,
     Duration,
+    RequestControl,
+    ResidualEdit,
     check_feature,
     check_probe,
     tokens_of,
@@ -112,7 +116,21 @@ def validate(spec: ClampSpec, ctx: ActionContext) -> list[Issue]:
     return issues
 
 
-def compile_clamp(spec: ClampSpec, ctx: ActionContext) -> CompiledAction:
+@dataclass(frozen=True)
+class ClampEffect(CompiledAction):
+    """Holds SAE features at values while in force (error-preserving, in the guard)."""
+
+    clamps: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
+    """Feature id -> value to clamp it to."""
+
+    def fire(self, request: RequestControl) -> None:
+        request.hold(self)
+
+    def apply(self, edit: ResidualEdit) -> None:
+        edit.clamp(self.clamps)
+
+
+def compile_clamp(spec: ClampSpec, ctx: ActionContext) -> ClampEffect:
     """Resolve ``top_k`` to feature ids from the pack."""
     if spec.features is not None:
         ids = tuple(dict.fromkeys(spec.features))
@@ -124,7 +142,7 @@ def compile_clamp(spec: ClampSpec, ctx: ActionContext) -> CompiledAction:
         what = f"top {spec.top_k} features of {probe} (" + ",".join(map(str, ids)) + ")"
     tokens = tokens_of(spec.tokens)
     span = "rest of response" if tokens is None else f"{tokens} tokens"
-    return CompiledAction(
+    return ClampEffect(
         kind="clamp",
         intervenes=True,
         clamps=MappingProxyType({fid: spec.value for fid in ids}),

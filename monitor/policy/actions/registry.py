@@ -1,10 +1,13 @@
 """The explicit registry of action plug-ins, keyed by the name users write in YAML.
 
-Built-in actions are registered by :mod:`monitor.policy.actions` (the package
-``__init__``). A new action is one module with a spec model, ``validate`` and
-``compile`` (see :mod:`monitor.policy.actions.base`), a :func:`register_action` call,
-and one field on :class:`monitor.policy.schema.ActionEntry`; a unit test checks that
-the schema and the registry list the same actions.
+This dict is the one table of effects. Built-in actions are registered by
+:mod:`monitor.policy.actions` (the package ``__init__``). A new action is one module with
+a spec model, ``validate``, and ``compile`` returning its own effect (a
+:class:`~monitor.policy.actions.base.CompiledAction` subclass with ``fire`` and
+``apply``: see :mod:`monitor.policy.actions.base`), a :func:`register_action` call, and
+one field on :class:`monitor.policy.schema.ActionEntry` (the YAML key; a unit test checks
+that the schema and the registry list the same actions). The engine and the guard need no
+change.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ feature id into ``W_dec[id]`` and a probe name into the probe's direction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field
 
 from monitor.policy.actions.base import (
@@ -20,6 +22,8 @@ from monitor.policy.actions.base import (
     ActionKind,
     CompiledAction,
     Duration,
+    RequestControl,
+    ResidualEdit,
     SteerTarget,
     check_feature,
     check_probe,
@@ -57,12 +61,26 @@ def validate(spec: SteerSpec, ctx: ActionContext) -> list[Issue]:
     return check_probe(spec.probe, ctx, ("probe",))
 
 
-def compile_steer(spec: SteerSpec, ctx: ActionContext) -> CompiledAction:  # noqa: ARG001
+@dataclass(frozen=True)
+class SteerEffect(CompiledAction):
+    """Adds ``strength *`` a feature's or a probe's direction while in force."""
+
+    steers: tuple[SteerTarget, ...] = ()
+    """The directions it adds."""
+
+    def fire(self, request: RequestControl) -> None:
+        request.hold(self)
+
+    def apply(self, edit: ResidualEdit) -> None:
+        edit.steer(self.steers)
+
+
+def compile_steer(spec: SteerSpec, ctx: ActionContext) -> SteerEffect:  # noqa: ARG001
     target: int | str = spec.feature if spec.feature is not None else str(spec.probe)
     tokens = tokens_of(spec.tokens)
     span = "rest of response" if tokens is None else f"{tokens} tokens"
     what = f"feature {target}" if isinstance(target, int) else f"probe {target}"
-    return CompiledAction(
+    return SteerEffect(
         kind="steer",
         intervenes=True,
         steers=(SteerTarget(target, spec.strength),),

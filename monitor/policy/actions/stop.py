@@ -12,9 +12,11 @@ Once a stop fires, every later step of the same request reports the same message
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field
 
-from monitor.policy.actions.base import ActionContext, ActionKind, CompiledAction
+from monitor.policy.actions.base import ActionContext, ActionKind, CompiledAction, RequestControl
 from monitor.policy.base import PolicyModel
 from monitor.policy.issues import Issue
 
@@ -34,10 +36,19 @@ def validate(spec: StopSpec, ctx: ActionContext) -> list[Issue]:  # noqa: ARG001
     return []
 
 
-def compile_stop(spec: StopSpec, ctx: ActionContext) -> CompiledAction:  # noqa: ARG001
-    return CompiledAction(
-        kind="stop", intervenes=True, stop_message=spec.message, detail="stop response"
-    )
+@dataclass(frozen=True)
+class StopEffect(CompiledAction):
+    """Ends the response with :attr:`message` (sticky: the first stop of a request wins)."""
+
+    message: str = ""
+    """Text that ends the response."""
+
+    def fire(self, request: RequestControl) -> None:
+        request.stop(self.message)
+
+
+def compile_stop(spec: StopSpec, ctx: ActionContext) -> StopEffect:  # noqa: ARG001
+    return StopEffect(kind="stop", intervenes=True, message=spec.message, detail="stop response")
 
 
 KIND: ActionKind[StopSpec] = ActionKind(
