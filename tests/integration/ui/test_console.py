@@ -198,8 +198,17 @@ def test_a_broken_policy_shows_file_line_field_and_the_old_policy_keeps_serving(
     path.write_text(fixed)
 
 
+MARKUP_RULE = """\
+  - id: late-alert
+    when: {probe: deception, threshold: 0.0, scope: response, min_consecutive: 20}
+    then:
+      - alert: {severity: low}
+"""
+
+
 def test_model_output_with_markup_is_shown_as_text(console, console_daemon):
-    console_daemon.set_policy(policy_text("alerting", ALERT_RULE))
+    # fires at the 20th response token, so its excerpt holds the <script> and <img> tags
+    console_daemon.set_policy(policy_text("late", MARKUP_RULE))
     console.refresh()
     wait_for(console, lambda d: by_id(d, "app").is_displayed())
     from selenium.webdriver.support.ui import Select
@@ -212,18 +221,22 @@ def test_model_output_with_markup_is_shown_as_text(console, console_daemon):
     out = by_id(console, "chat-output")
     assert "<script>" in out.text and "onerror=" in out.text
     assert not css(console, "#chat-output script, #chat-output img")
-    # the same text reaches the alert feed (the alert's token and excerpt) as text too
+    screenshot(console, "markup-as-text")
+    # the same text reaches the alert feed (the alerts' tokens and excerpts) as text too
     open_tab(console, "alerts")
-    wait_for(console, lambda d: any("<" in r.text or "img" in r.text or "script" in r.text
-                                    for r in css(d, "#alert-table tbody tr")), what="no alert for the markup")
-    row = next(r for r in css(console, "#alert-table tbody tr") if "script" in r.text or "img" in r.text or "<" in r.text)
-    row.click()
+    client = redis.Redis.from_url(console_daemon.redis_url, decode_responses=True)
+    carrying = wait_for(console, lambda _: [f["alert_id"] for _, f in client.xrange("test:alerts")
+                                            if "</script><img src=x" in f["excerpt"]], timeout=30,
+                        what="no alert's excerpt holds the markup")  # the sink writes Redis asynchronously
+    selector = f'#alert-table tbody tr[data-alert-id="{carrying[-1]}"]'
+    wait_for(console, lambda d: css(d, selector), what="the alert with the markup did not reach the feed")
+    css(console, selector)[0].click()
     wait_for(console, lambda d: by_id(d, "alert-detail").is_displayed())
     assert not css(console, "#alert-table img, #alert-table script, #alert-detail img, #alert-detail script")
-    excerpt = css(console, "#alert-detail pre.excerpt")
-    assert excerpt and ("<" in excerpt[0].text)
+    excerpt = css(console, "#alert-detail pre.excerpt")[0].text
+    assert "<script>window.__xss = 1</script><img src=x" in excerpt
     assert console.execute_script("return window.__xss === undefined")
-    screenshot(console, "markup-as-text")
+    screenshot(console, "markup-in-alert")
 
 
 def test_features_tab_shows_examples_neighbours_logits_and_the_probe_report(console):

@@ -134,7 +134,8 @@ SG.tabs.chat = (function () {
   async function scoreTranscript(msgs) {
     msgs.push({ role: "assistant", content: SG.$("chat-assistant").value });
     state.request = { messages: msgs, transcript: true };
-    const body = await SG.api("/v1/score", { method: "POST", json: { messages: msgs } });
+    const body = await SG.api("/v1/score", { method: "POST", json: { messages: msgs, include_prompt: true } });
+    promptTokens(body.tokens);
     const out = SG.$("chat-output");
     for (const r of body.tokens.filter((t) => t.scope === "response")) {
       const span = tokenSpan(r.token, { _position: r.position });
@@ -143,8 +144,8 @@ SG.tabs.chat = (function () {
       attach(span, r);
       addAlerts(body.alerts.filter((a) => a.token === r.token && a.token_index === r.token_index), span);
     }
-    SG.setText("chat-status", "scored " + body.tokens.length + " tokens; policy would: " +
-      (body.policy_would.join(", ") || "nothing") + " (" + body.interventions + ")");
+    SG.setText("chat-status", "scored " + body.tokens.length + " tokens, " + body.alerts.length + " alert(s); " +
+      "other actions the policy would take: " + (body.policy_would.join(", ") || "none") + " (" + body.interventions + ")");
   }
 
   async function send(e) {
