@@ -34,7 +34,6 @@ from tests.toymodel import ToyTokenizer, toy_model
 
 CONCEPT, DATASET = "toy_shouting", "toy_shouting_pairs"
 HOOK = "blocks.1.hook_resid_post"
-D_SAE = 16
 HIGH, LOW = "xyz", "abc"
 
 
@@ -66,17 +65,11 @@ def load(root: Path) -> Iterator[Transcript]:
 
 
 def toy_sae() -> object:
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
+    """The guard tests' toy SAE, told which hook it reads (saved into the pack's cfg.json)."""
+    from tests.unit.guard.test_guard import toy_sae as guard_toy_sae
 
-    torch.manual_seed(1)
-    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=D_SAE, apply_b_dec_to_input=False,
-                                        metadata=SAEMetadata(hook_name=HOOK, model_name="toy")))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(8, D_SAE))
-        sae.b_enc.zero_()
-        sae.W_dec.copy_(torch.randn(D_SAE, 8) * 0.5)
-        sae.b_dec.zero_()
+    sae = guard_toy_sae()
+    sae.cfg.metadata.hook_name = HOOK
     return sae
 
 
