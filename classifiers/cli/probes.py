@@ -79,15 +79,17 @@ def register(subparsers: Any) -> None:
 
 
 def _store(args: argparse.Namespace, pack: Path, layers: list[int]) -> Path:
-    import json
-
     from classifiers.features.store import store_dir
+    from monitor.cli import CliError
+    from monitor.pack import PackError, load_pack
 
     sha = None
-    manifest = pack / "manifest.json"
-    if manifest.is_file():
-        doc = json.loads(manifest.read_text())
-        sha = doc.get("weights_sha256") or (doc.get("model") or {}).get("weights_sha256")
+    if (pack / "manifest.json").is_file():
+        try:
+            recorded = load_pack(pack, with_sae=False, check_probes=False).manifest.model
+        except PackError as exc:
+            raise CliError(str(exc)) from None
+        sha = recorded.weights_sha256 if recorded is not None else None
     if not sha:
         from monitor.model import load_model
 

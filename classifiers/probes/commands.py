@@ -113,7 +113,13 @@ def external_eval(pack: Path, data: Path, concept: str | None, model_spec: str,
     from classifiers.probes.io import load_probes
     from classifiers.probes.runtime_eval import probe_reading, score_chats
     from monitor.model import load_model
+    from monitor.pack import PackError, load_pack
 
+    try:  # a pack scores only the model it was built for: refuse another before loading it
+        guard_pack = load_pack(pack, with_sae=False, check_probes=False)
+        guard_pack.check_model_spec(model_spec)
+    except PackError as exc:
+        raise ProbeCommandError(str(exc)) from None
     probes = load_probes(pack / "probes")
     names = [p.name for p in probes.probes]
     if concept is not None and concept not in names:
@@ -128,6 +134,10 @@ def external_eval(pack: Path, data: Path, concept: str | None, model_spec: str,
     if unknown:
         raise ProbeCommandError(f"{data}: concepts {unknown} have no probe in the pack ({names})")
     lm = load_model(model_spec)
+    try:
+        guard_pack.check_model(lm.spec, lm.weights_sha256)
+    except PackError as exc:
+        raise ProbeCommandError(str(exc)) from None
     result: dict[str, Any] = {}
     for name, items in groups.items():
         rec = probes.probes[names.index(name)]

@@ -77,3 +77,21 @@ def test_serve_refuses_the_shipped_pack_for_another_model_before_loading_it(
     assert len(err.splitlines()) == 1
     assert f"built for model {SMOLLM2.spec}" in err and f"the model is {other}" in err
     assert f"--model {SMOLLM2.spec}" in err
+
+
+def test_eval_probes_refuses_the_pack_for_another_model_before_loading_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.cli import main
+
+    def no_model_load(*a: object, **k: object) -> None:
+        raise AssertionError("the model was loaded before the pack was checked")
+
+    monkeypatch.setattr("monitor.model.load_model", no_model_load)
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}],
+                                "label": 1, "concept": "deception"}) + "\n")
+    code = main(["eval-probes", "--pack", str(PACK), "--data", str(data), "--model", QWEN_05B.spec])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"built for model {SMOLLM2.spec}" in err and f"the model is {QWEN_05B.spec}" in err
