@@ -2,12 +2,14 @@
 Q/K/V biases, grouped-query attention with 2 KV heads, rotary base 1e6, untied embeddings)
 in the fast engine: parity with HF, batching, the tap, clamping, and the CLI.
 
-Each model is loaded once per module (the 1.5B takes ~40 s and ~7 GB from the fp32 cache;
-the first run on a machine fetches and dequantizes it, ~2 min). Tolerances are the ones the
+Each model is loaded once per module (the 1.5B takes ~40 s and ~8 GB from the fp32 cache;
+the first run on a machine fetches and dequantizes it, ~2 min); HF's reference outputs are
+computed first and the HF model freed, so the two never sit in memory together. Tolerances are the ones the
 README promises on any x86 CPU."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -24,24 +26,48 @@ MESSAGES = [{"role": "user", "content": "Write a Python function that returns th
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def qwen(request):
-    from monitor.model import load_model
-    from tests.conftest import threads_for_tests
-
-    torch.set_num_threads(threads_for_tests())
-    lm = load_model(request.param)
-    yield lm, Engine.from_loaded(lm)
-    del lm
+def spec(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def hf_of(qwen):
-    from transformers import AutoModelForCausalLM
+def hf_ref(spec):
+    """What HF computes on the prompt (logits, hidden states, 32 greedy tokens), taken before
+    the hooked model is loaded and with the HF model freed again: the two never share memory
+    (the 1.5B is ~7 GB in fp32 each)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    lm, _ = qwen
-    hf = AutoModelForCausalLM.from_pretrained(lm.hf_dir, dtype=torch.float32).eval()
-    yield hf
-    del hf
+    from monitor.model.dequant import fp32_cache_dir
+    from monitor.model.loader import default_cache_root
+    from monitor.model.registry import MODELS as REGISTRY
+    from tests.conftest import threads_for_tests
+
+    torch.set_num_threads(threads_for_tests())
+    hf_dir, _ = fp32_cache_dir(REGISTRY[spec], default_cache_root())
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ids = tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if not isinstance(ids, list) else ids)
+    stops = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    with torch.inference_mode():
+        out = hf(torch.tensor([ids]), output_hidden_states=True)
+        gen = hf.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=stops,
+                          pad_token_id=stops[-1])
+    ref = {"ids": ids, "logits": out.logits, "hidden": out.hidden_states,
+           "greedy": [t for t in gen[0, len(ids):].tolist() if t not in stops]}
+    del hf, out
+    gc.collect()
+    return ref
+
+
+@pytest.fixture(scope="module")
+def qwen(spec, hf_ref):
+    from monitor.model import load_model
+
+    lm = load_model(spec)
+    yield lm, Engine.from_loaded(lm)
+    del lm
+    gc.collect()
 
 
 def test_the_file_is_what_the_registry_pins(qwen):
@@ -55,31 +81,26 @@ def test_the_file_is_what_the_registry_pins(qwen):
     assert float(lm.model.blocks[0].attn.b_Q.abs().sum()) > 0  # the Q/K/V biases arrived
 
 
-def test_logits_and_hook_values_match_hf(qwen, hf_of):
+def test_logits_and_hook_values_match_hf(qwen, hf_ref):
     lm, engine = qwen
-    ids = torch.tensor([engine.render(MESSAGES)])
+    assert engine.render(MESSAGES) == hf_ref["ids"]  # the same chat template, the same tokens
+    ids = torch.tensor([hf_ref["ids"]])
     n = lm.model.cfg.n_layers
     layers = [0, n // 2, n - 2]
     with torch.inference_mode():
-        hf = hf_of(ids, output_hidden_states=True)
         logits, cache = lm.model.run_with_cache(ids, names_filter=[f"blocks.{L}.hook_resid_post" for L in layers])
-    assert (logits - hf.logits).abs().max().item() <= 1e-3
+    assert (logits - hf_ref["logits"]).abs().max().item() <= 1e-3
     for L in layers:
-        a, b = cache[f"blocks.{L}.hook_resid_post"], hf.hidden_states[L + 1]
+        a, b = cache[f"blocks.{L}.hook_resid_post"], hf_ref["hidden"][L + 1]
         assert ((a - b).norm() / b.norm()).item() <= 1e-4, L
 
 
-def test_engine_greedy_tokens_match_hf_generate_for_32_tokens(qwen, hf_of):
-    lm, engine = qwen
-    prompt = engine.render(MESSAGES)
-    gen = engine.generation(prompt, SamplingParams(max_tokens=32))
+def test_engine_greedy_tokens_match_hf_generate_for_32_tokens(qwen, hf_ref):
+    _, engine = qwen
+    gen = engine.generation(hf_ref["ids"], SamplingParams(max_tokens=32))
     list(gen)
-    with torch.inference_mode():
-        out = hf_of.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False,
-                             eos_token_id=list(engine.stop_token_ids), pad_token_id=lm.stop_token_ids[-1])
-    hf_tokens = [t for t in out[0, len(prompt):].tolist() if t not in engine.stop_token_ids]
     assert len(gen.completion_ids) == 32
-    assert gen.completion_ids == hf_tokens[:32]
+    assert gen.completion_ids == hf_ref["greedy"][:32]
 
 
 def test_batched_decoding_gives_each_request_its_tokens_alone(qwen):
