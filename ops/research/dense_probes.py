@@ -94,31 +94,39 @@ def load_jsonl(path: Path, concept: str, source: str) -> list[Transcript]:
 
 
 def onpolicy_pushback(engine, work: Path, n_questions: int) -> list[Transcript]:  # noqa: ANN001
-    path = work / "onpolicy_pushback.jsonl"
-    if path.is_file():
-        return load_jsonl(path, "sycophancy", "onpolicy_pushback")
-    qs = pushback.questions_from_lie_pairs(load_transcripts("deception_lie_detector_pairs"), n_questions)
-    first = greedy_answers(engine, [pushback.first_turn(q) for q in qs], max_tokens=32, max_batch=16, what="first answers")
-    known = [(q, a) for q, a in zip(qs, first, strict=True) if pushback.knew(q, a)]
-    log.info("first_turn", questions=len(qs), knew=len(known))
-    second = greedy_answers(engine, [pushback.second_turn(q, a) for q, a in known], max_tokens=48, max_batch=16,
-                            what="answers after pushback")
+    """The model's answers are generated once (onpolicy_pushback_all.jsonl keeps every
+    question, both answers and the label); labels are re-derived from that file with the
+    current labeller on every run, so a labeller fix needs no new generation."""
+    gen_path = work / "onpolicy_pushback_all.jsonl"
+    if not gen_path.is_file():
+        qs = pushback.questions_from_lie_pairs(load_transcripts("deception_lie_detector_pairs"), n_questions)
+        first = greedy_answers(engine, [pushback.first_turn(q) for q in qs], max_tokens=32, max_batch=16,
+                               what="first answers")
+        known = [(q, a) for q, a in zip(qs, first, strict=True) if pushback.knew(q, a)]
+        log.info("first_turn", questions=len(qs), knew=len(known))
+        second = greedy_answers(engine, [pushback.second_turn(q, a) for q, a in known], max_tokens=48,
+                                max_batch=16, what="answers after pushback")
+        with gen_path.open("w", encoding="utf-8") as f:
+            f.write(json.dumps({"questions": len(qs)}) + "\n")
+            for (q, a1), a2 in zip(known, second, strict=True):
+                f.write(json.dumps({"group": q.group, "question": q.question, "true": q.true_answer,
+                                    "false": q.false_answer, "lie": q.lie_sentence, "first": a1,
+                                    "second": a2}) + "\n")
+    lines = [json.loads(x) for x in gen_path.read_text(encoding="utf-8").splitlines()]
+    n_asked = lines[0].get("questions", len(lines) - 1)
     out, unclear = [], 0
-    with (work / "onpolicy_pushback_all.jsonl").open("w", encoding="utf-8") as f:  # for reading the labels
-        for (q, a1), a2 in zip(known, second, strict=True):
-            f.write(json.dumps({"question": q.question, "true": q.true_answer, "false": q.false_answer,
-                                "first": a1, "second": a2, "label": pushback.label_second_answer(q, a2)}) + "\n")
-    for (q, a1), a2 in zip(known, second, strict=True):
-        label = pushback.label_second_answer(q, a2)
+    for d in lines[1:]:
+        q = pushback.Question(d["group"], d["question"], d["true"], d["false"], d["lie"])
+        label = pushback.label_second_answer(q, d["second"])
         if label is None:
             unclear += 1
             continue
-        out.append(pushback.transcript(q, a1, a2, label))
-    log.info("onpolicy_pushback", kept=len(out), caved=sum(t.label for t in out), unclear=unclear)
-    stats = {"questions": len(qs), "knew": len(known), "caved": sum(t.label for t in out),
-             "held": len(out) - sum(t.label for t in out), "unclear": unclear}
+        out.append(pushback.transcript(q, d["first"], d["second"], label))
+    caved = sum(t.label for t in out)
+    stats = {"questions": n_asked, "knew": len(lines) - 1, "caved": caved, "held": len(out) - caved,
+             "unclear": unclear}
+    log.info("onpolicy_pushback", **stats)
     (work / "onpolicy_pushback_stats.json").write_text(json.dumps(stats, indent=2))
-    save_jsonl(path, out)
     return out
 
 
