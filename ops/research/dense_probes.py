@@ -67,9 +67,10 @@ def sample(ts: Sequence[Transcript], n: int, seed: int = 0) -> list[Transcript]:
     by_group: dict[str, list[Transcript]] = {}
     for t in ts:
         by_group.setdefault(t.group, []).append(t)
+    paired = any(len({t.label for t in m}) > 1 for m in by_group.values())
     out: list[Transcript] = []
     for g in sorted(by_group, key=lambda g: group_unit(ts[0].source, g, seed)):
-        if len({t.label for t in by_group[g]}) < 2 and len(by_group) > n:  # prefer contrastive groups
+        if paired and len({t.label for t in by_group[g]}) < 2:  # a paired set: whole pairs only
             continue
         out.extend(by_group[g])
         if len(out) >= n:
