@@ -44,9 +44,9 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
     tok = lm.tokenizer
     rendered = []
     for t in transcripts:
-        r = render(tok, t.messages)
-        end = min(r.end, r.start + max_content)
-        rendered.append((list(r.ids[:end]), r.start, end))
+        rt = render(tok, t.messages)
+        end = min(rt.end, rt.start + max_content)
+        rendered.append((list(rt.ids[:end]), rt.start, end))
     order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
     d = lm.model.cfg.d_model
     mean = {L: np.zeros((len(rendered), d), np.float32) for L in layers}

@@ -74,4 +74,5 @@ def fit_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], layer: int, p
 
 def ensemble_logit(probes: Sequence[DenseProbe], features: dict[int, np.ndarray]) -> np.ndarray:
     """Mean of the layers' standardised logits (``features``: layer -> pooled X)."""
-    return np.mean([p.logit(features[p.layer]) / p.scale for p in probes], axis=0)
+    out: np.ndarray = np.mean([p.logit(features[p.layer]) / p.scale for p in probes], axis=0)
+    return out
