@@ -24,6 +24,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--pack", default=None, metavar="DIR",
+                   help="guard pack: stream each token with its concept scores (a pack built for --model)")
+    p.add_argument("--policy", default=None, metavar="FILE",
+                   help="policy to apply with --pack (default: none, scores only); alerts are printed, not sent")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -53,9 +57,17 @@ def run(args: argparse.Namespace) -> int:
                                 top_p=args.top_p, seed=args.seed)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    _, engine = load_engine(args)
+    if args.policy and not args.pack:
+        raise CliError("--policy needs --pack (the policy's probes and features live in a guard pack)")
+    if args.pack:
+        _check_pack_first(args)
+    lm, engine = load_engine(args)
+    if args.pack:
+        args._lm = lm
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
+    if args.pack:
+        return _run_scored(args, engine, messages, params)
     try:
         gen = engine.generation(engine.render(messages), params)
     except PromptTooLongError as exc:
@@ -67,4 +79,71 @@ def run(args: argparse.Namespace) -> int:
     n = len(gen.completion_ids)
     rate = n / gen.decode_s if gen.decode_s > 0 else float("nan")
     print(f"[{n} tokens, {rate:.1f} tok/s, finish={gen.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def _check_pack_first(args: argparse.Namespace) -> None:
+    """Refuse a missing pack, or one built for another model, before the model loads."""
+    from monitor.cli import CliError
+    from monitor.pack import PackError, load_pack
+
+    try:
+        load_pack(args.pack, with_sae=False).check_model_spec(args.model)
+    except PackError as exc:
+        raise CliError(f"guard pack: {exc}") from None
+
+
+def _run_scored(args: argparse.Namespace, engine: Any, messages: list[dict[str, str]], params: Any) -> int:
+    """One line per response token: the token, then each concept's probe score at it, and
+    the rules that fired there (``--policy``); alerts are listed at the end, not published."""
+    from monitor.cli import CliError
+    from monitor.engine import PromptTooLongError
+    from monitor.guard import Guard
+    from monitor.guard.guard import scope_by_prompt_length
+    from monitor.pack import PackError, load_pack
+    from monitor.policy import PolicyError
+    from monitor.policy.loader import load_policy_text
+
+    lm = args._lm
+    try:
+        pack = load_pack(args.pack, device=str(lm.model.cfg.device))
+        pack.check_model(lm.spec, lm.weights_sha256)
+    except PackError as exc:
+        raise CliError(f"guard pack: {exc}") from None
+    guard = Guard.from_pack(pack, lm.tokenizer, model_spec=lm.spec)
+    text = "name: scores-only\nmode: enforce\non_monitor_error: fail_closed\nrules: []\n"
+    source = "<scores only>"
+    if args.policy:
+        try:
+            with open(args.policy, encoding="utf-8") as f:
+                text, source = f.read(), args.policy
+        except OSError as exc:
+            raise CliError(f"cannot read policy {args.policy}: {exc}") from None
+    try:
+        policy = load_policy_text(text, pack.info, source=source)
+    except PolicyError as exc:
+        raise CliError(f"policy {source} is invalid:\n{exc}") from None
+    alerts: list[Any] = []
+    prompt = engine.render(messages)
+    session = guard.session(policy, "cli", publish=alerts.append, scope_of=scope_by_prompt_length(len(prompt)))
+    names = list(guard.probes.names)
+    print("token".ljust(16) + "".join(n[:11].rjust(12) for n in names) + "  rules", file=sys.stdout)
+    try:
+        with guard.attach(lm.model, session) as tap:
+            gen = engine.generation(prompt, params, taps=[tap], request_id="cli")
+            for event in gen:
+                for r in session.take_reports():
+                    if r.scope != "response":
+                        continue
+                    fired = ",".join(r.fired)
+                    print(repr(r.token)[:15].ljust(16) + "".join(f"{r.scores.get(n, float('nan')):12.3f}" for n in names)
+                          + (f"  {fired}" if fired else ""), flush=True)
+                del event
+    except PromptTooLongError as exc:
+        raise CliError(str(exc)) from None
+    print(f"\n{engine.tokenizer.decode(gen.completion_ids, skip_special_tokens=True)}")
+    for a in alerts:
+        print(f"[alert {a.rule_id}] {a.concept} {a.score:.3f} >= {a.threshold:.3f} at token {a.token_index} "
+              f"({a.action})", file=sys.stderr)
+    print(f"[{len(gen.completion_ids)} tokens, finish={gen.finish_reason}, {len(alerts)} alerts]", file=sys.stderr)
     return 0
