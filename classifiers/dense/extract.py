@@ -23,6 +23,7 @@ import torch
 from classifiers.datasets.types import Transcript
 from classifiers.features.render import render
 from monitor.engine.fastpath import FastForward
+from monitor.engine.hooks import capture
 
 log = structlog.get_logger(__name__)
 
@@ -52,14 +53,8 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
     mean = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
     last = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
     ff = FastForward(lm.model)
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
     t0, done, n_batches = time.perf_counter(), 0, 0
-    try:
-        for L in layers:
-            def grab(_m: Any, _i: Any, out: torch.Tensor, layer: int = L) -> None:
-                captured[layer] = out.detach().float()
-            handles.append(lm.model.hook_dict[f"blocks.{L}.hook_resid_post"].register_forward_hook(grab))
+    with capture(lm.model, {L: f"blocks.{L}.hook_resid_post" for L in layers}) as captured:
         i = 0
         while i < len(order):
             batch = [order[i]]
@@ -75,7 +70,7 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
             for r, j in enumerate(batch):
                 _, start, end = rendered[j]
                 for L in layers:
-                    span = captured[L][r, start:end]
+                    span = captured[L][r, start:end].float()
                     mean[L][j] = span.mean(0).numpy()
                     last[L][j] = span[-1].numpy()
             i += len(batch)
@@ -84,8 +79,5 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
             if i == len(order) or n_batches % 10 == 0:
                 log.info("pooled_residuals", what=what, transcripts=i, of=len(order),
                          tok_per_s=round(done / (time.perf_counter() - t0)))
-    finally:
-        for h in handles:
-            h.remove()
     n_tokens = np.array([end - start for _, start, end in rendered], np.int32)
     return Pooled(mean, last, n_tokens)
