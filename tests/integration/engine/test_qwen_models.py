@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,32 @@ def test_cli_generate_streams_the_model(qwen):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Canberra" in r.stdout
+
+
+def test_the_models_pack_explains_its_live_residual_and_belongs_to_it_alone(qwen):
+    """The committed 0.5B pack: its SAE reconstructs the hook's residual on a chat it never
+    saw (EV on the monitored positions, the README's >= 0.80 goal with margin for one
+    prompt), and it refuses the other model."""
+    from monitor.guard.positions import monitorable
+    from monitor.pack import PackError, load_pack
+
+    lm, engine = qwen
+    root = Path(__file__).resolve().parents[3] / "classifiers" / "packs" / lm.spec
+    if not root.is_dir():
+        pytest.skip(f"no guard pack for {lm.spec} yet (classifiers/packs/{lm.spec})")
+    pack = load_pack(root)
+    pack.check_model(lm.spec, lm.weights_sha256)
+    ids = torch.tensor([engine.render([{"role": "user", "content": "Explain what a Python decorator is, briefly."},
+                                       {"role": "assistant", "content": "A decorator wraps a function to add "
+                                        "behaviour, such as logging or caching, without changing its code."}])])
+    with torch.inference_mode():
+        _, cache = lm.model.run_with_cache(ids, names_filter=[pack.hook_name])
+        x = cache[pack.hook_name][0]
+        keep = monitorable(ids[0], special_ids=lm.tokenizer.all_special_ids, resid=x).mask
+        x = x[keep]
+        recon = pack.sae.decode(pack.sae.encode(x))
+    ev = 1 - ((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    assert keep.sum() >= 30 and float(ev) >= 0.7
+    other = "smollm2-135m-instruct"
+    with pytest.raises(PackError, match=f"was built for model {lm.spec}.*but the model is {other}"):
+        pack.check_model(other, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
