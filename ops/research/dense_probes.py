@@ -67,7 +67,9 @@ def sample(ts: Sequence[Transcript], n: int, seed: int = 0) -> list[Transcript]:
     by_group: dict[str, list[Transcript]] = {}
     for t in ts:
         by_group.setdefault(t.group, []).append(t)
-    paired = any(len({t.label for t in m}) > 1 for m in by_group.values())
+    # a paired set (most groups hold both labels) gives whole pairs only; the RepE facts are
+    # single statements (a few duplicates happen to share a group with both labels)
+    paired = 2 * sum(len({t.label for t in m}) > 1 for m in by_group.values()) > len(by_group)
     out: list[Transcript] = []
     for g in sorted(by_group, key=lambda g: group_unit(ts[0].source, g, seed)):
         if paired and len({t.label for t in by_group[g]}) < 2:  # a paired set: whole pairs only
