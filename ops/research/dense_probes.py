@@ -258,8 +258,15 @@ def main() -> int:
     ap.add_argument("--fp32", action="store_true",
                     help="fp32 weights and forward (default: bf16 weights for generation and residuals)")
     ap.add_argument("--out", default=None, help="report directory (default classifiers/packs/<model>/probes)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite REPORT.md from the saved dense_study.json (and NOTES.md) without a model")
     args = ap.parse_args()
     configure_logging(fmt="console", level="info")
+    if args.report_only:
+        out_dir = Path(args.out) if args.out else ROOT / "classifiers" / "packs" / args.model / "probes"
+        saved = json.loads((out_dir / "dense_study.json").read_text())
+        write_report(out_dir, saved["meta"], saved["rows"], ROOT / "var" / "dense" / args.model)
+        return 0
     torch.set_num_threads(args.threads)
     layers = [int(x) for x in args.layers.split(",")]
     work = ROOT / "var" / "dense" / args.model
@@ -275,7 +282,8 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"model": lm.spec, "weights_sha256": lm.weights_sha256, "layers": layers, "n_per_set": args.n,
             "bf16_forward": not args.fp32, "command": " ".join(sys.argv),
-            "sets": {k: {"n": len(v), "positives": sum(t.label for t in v)} for k, v in sets.items()}}
+            "sets": {k: {"n": len(v), "positives": sum(t.label for t in v)} for k, v in sets.items()},
+            "onpolicy_pushback": json.loads((work / "onpolicy_pushback_stats.json").read_text())}
     (work / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     (out_dir / "dense_study.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     plot_best(sets, feats, layers, out_dir)
@@ -288,7 +296,7 @@ def write_report(out_dir: Path, meta: dict[str, object], rows: list[dict[str, ob
     from classifiers.dense.report import render_summary, render_table
 
     stats_path = work / "onpolicy_pushback_stats.json"
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    stats = meta.get("onpolicy_pushback") or (json.loads(stats_path.read_text()) if stats_path.is_file() else {})
     sets = meta["sets"]
     assert isinstance(sets, dict)
     set_lines = "\n".join(f"| {k} | {v['n']} | {v['positives']} |" for k, v in sets.items())
@@ -326,6 +334,9 @@ kept the true one ("held", 0), or was unclear (dropped).
 ROC curves of each framing's mean-pooled layer ensemble on its held-out sources:
 {', '.join(f'[{p.stem}]({p.name})' for p in sorted(out_dir.glob('roc_dense_*.png')))}.
 """
+    notes = out_dir / "NOTES.md"
+    if notes.is_file():  # the hand-written reading of the numbers, kept across reruns
+        text = text.replace("## Summary", notes.read_text(encoding="utf-8").rstrip() + "\n\n## Summary", 1)
     (out_dir / "REPORT.md").write_text(text, encoding="utf-8")
 
 
