@@ -173,8 +173,8 @@ def test_the_models_pack_explains_its_live_residual_and_belongs_to_it_alone(qwen
 
     lm, engine = qwen
     root = Path(__file__).resolve().parents[3] / "classifiers" / "packs" / lm.spec
-    if not root.is_dir():
-        pytest.skip(f"no guard pack for {lm.spec} yet (classifiers/packs/{lm.spec})")
+    if not (root / "manifest.json").is_file():  # the 1.5B has only its probe study so far
+        pytest.skip(f"no guard pack for {lm.spec} yet (classifiers/packs/{lm.spec}/manifest.json)")
     pack = load_pack(root)
     pack.check_model(lm.spec, lm.weights_sha256)
     ids = torch.tensor([engine.render([{"role": "user", "content": "Explain what a Python decorator is, briefly."},
