@@ -7,6 +7,8 @@ tests skip with the reason (shown by ``pytest -ra``), never silently.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,16 @@ __all__ = ["guard_pack"]  # the server tests' pack fixture, used here too
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "ops" / "bench" / "results" / "ui"
+COMMITTED_SCREENSHOTS = Path(__file__).resolve().parents[3] / "ops" / "bench" / "results" / "ui"
+
+
+def screenshot_dir() -> Path:
+    """Where the browser tests save their screenshots: the committed README images only
+    when asked (``SAEGUARD_UI_SCREENSHOTS=1``, to refresh them), else a temporary folder,
+    so a test run never rewrites tracked files."""
+    if os.environ.get("SAEGUARD_UI_SCREENSHOTS") == "1":
+        return COMMITTED_SCREENSHOTS
+    return Path(tempfile.gettempdir()) / "saeguard-ui-screenshots"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1500,1000")
@@ -84,7 +95,8 @@ def console(browser, console_daemon) -> Any:
 
 
 def screenshot(driver: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    folder = screenshot_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
