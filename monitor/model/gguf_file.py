@@ -47,8 +47,6 @@ def gguf_dir(cache_root: Path) -> Path:
 
 def check_metadata(path: Path, entry: ModelEntry) -> None:
     """Refuse ``path`` unless its GGUF metadata is what ``entry`` pins."""
-    import hashlib as _h
-
     from gguf import GGUFReader
 
     try:
@@ -68,7 +66,7 @@ def check_metadata(path: Path, entry: ModelEntry) -> None:
     if layers != entry.n_layers:
         raise ModelFileError(f"{path}: GGUF {entry.architecture}.block_count expected {entry.n_layers}, found {layers!r}")
     template = field("tokenizer.chat_template")
-    found = _h.sha256(template.encode("utf-8")).hexdigest() if isinstance(template, str) else None
+    found = hashlib.sha256(template.encode("utf-8")).hexdigest() if isinstance(template, str) else None
     if found != entry.chat_template_sha256:
         raise ModelFileError(f"{path}: GGUF chat template sha256 expected {entry.chat_template_sha256}, found {found}")
 
