@@ -59,15 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.policy and not args.pack:
         raise CliError("--policy needs --pack (the policy's probes and features live in a guard pack)")
-    if args.pack:
-        _check_pack_first(args)
+    pack, policy = _pack_and_policy(args) if args.pack else (None, None)
     lm, engine = load_engine(args)
-    if args.pack:
-        args._lm = lm
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
-    if args.pack:
-        return _run_scored(args, engine, messages, params)
+    if pack is not None:
+        return _run_scored(lm, engine, pack, policy, messages, params)
     try:
         gen = engine.generation(engine.render(messages), params)
     except PromptTooLongError as exc:
@@ -82,35 +79,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_pack_first(args: argparse.Namespace) -> None:
-    """Refuse a missing pack, or one built for another model, before the model loads."""
+def _pack_and_policy(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The pack (read once; SAE weights later) and the policy checked against it, before
+    the model loads: a missing pack, one built for another model, or an invalid policy is
+    refused without waiting for the weights."""
     from monitor.cli import CliError
-    from monitor.pack import PackError, load_pack
-
-    try:
-        load_pack(args.pack, with_sae=False).check_model_spec(args.model)
-    except PackError as exc:
-        raise CliError(f"guard pack: {exc}") from None
-
-
-def _run_scored(args: argparse.Namespace, engine: Any, messages: list[dict[str, str]], params: Any) -> int:
-    """One line per response token: the token, then each concept's probe score at it, and
-    the rules that fired there (``--policy``); alerts are listed at the end, not published."""
-    from monitor.cli import CliError
-    from monitor.engine import PromptTooLongError
-    from monitor.guard import Guard
-    from monitor.guard.guard import scope_by_prompt_length
     from monitor.pack import PackError, load_pack
     from monitor.policy import PolicyError
     from monitor.policy.loader import load_policy_text
 
-    lm = args._lm
     try:
-        pack = load_pack(args.pack, device=str(lm.model.cfg.device))
-        pack.check_model(lm.spec, lm.weights_sha256)
+        pack = load_pack(args.pack, with_sae=False)
+        pack.check_model_spec(args.model)
     except PackError as exc:
         raise CliError(f"guard pack: {exc}") from None
-    guard = Guard.from_pack(pack, lm.tokenizer, model_spec=lm.spec)
     text = "name: scores-only\nmode: enforce\non_monitor_error: fail_closed\nrules: []\n"
     source = "<scores only>"
     if args.policy:
@@ -123,6 +105,24 @@ def _run_scored(args: argparse.Namespace, engine: Any, messages: list[dict[str, 
         policy = load_policy_text(text, pack.info, source=source)
     except PolicyError as exc:
         raise CliError(f"policy {source} is invalid:\n{exc}") from None
+    return pack, policy
+
+
+def _run_scored(lm: Any, engine: Any, pack: Any, policy: Any, messages: list[dict[str, str]], params: Any) -> int:
+    """One line per response token: the token, then each concept's probe score at it, and
+    the rules that fired there (``--policy``); alerts are listed at the end, not published."""
+    from monitor.cli import CliError
+    from monitor.engine import PromptTooLongError
+    from monitor.guard import Guard
+    from monitor.guard.guard import scope_by_prompt_length
+    from monitor.pack import PackError
+
+    try:
+        pack.check_model(lm.spec, lm.weights_sha256)  # hf: specs are only known once loaded
+        pack = pack.with_sae(device=str(lm.model.cfg.device))
+    except PackError as exc:
+        raise CliError(f"guard pack: {exc}") from None
+    guard = Guard.from_pack(pack, lm.tokenizer, model_spec=lm.spec)
     alerts: list[Any] = []
     prompt = engine.render(messages)
     session = guard.session(policy, "cli", publish=alerts.append, scope_of=scope_by_prompt_length(len(prompt)))
@@ -131,14 +131,13 @@ def _run_scored(args: argparse.Namespace, engine: Any, messages: list[dict[str, 
     try:
         with guard.attach(lm.model, session) as tap:
             gen = engine.generation(prompt, params, taps=[tap], request_id="cli")
-            for event in gen:
+            for _event in gen:
                 for r in session.take_reports():
                     if r.scope != "response":
                         continue
                     fired = ",".join(r.fired)
                     print(repr(r.token)[:15].ljust(16) + "".join(f"{r.scores.get(n, float('nan')):12.3f}" for n in names)
                           + (f"  {fired}" if fired else ""), flush=True)
-                del event
     except PromptTooLongError as exc:
         raise CliError(str(exc)) from None
     print(f"\n{engine.tokenizer.decode(gen.completion_ids, skip_special_tokens=True)}")

@@ -55,3 +55,12 @@ def test_a_pack_for_another_model_is_refused_in_one_line_before_the_model_loads(
     assert len(lines) == 1 and "was built for model smollm2-135m-instruct" in lines[0]
     assert "qwen2.5-coder-1.5b-instruct" in lines[0] and "Traceback" not in r.stderr
     assert time.perf_counter() - t < 60  # refused without loading 7 GB of weights
+
+
+def test_an_invalid_policy_is_refused_with_its_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmode: enforce\non_monitor_error: fail_open\nrules:\n  - id: r\n    wehn: {}\n")
+    r = generate("--pack", str(PACK), "--policy", str(bad), timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"policy {bad} is invalid" in r.stderr and f"{bad}:6" in r.stderr and "wehn" in r.stderr
+    assert "token" not in r.stdout  # nothing was generated
