@@ -190,7 +190,8 @@ def evaluate(scores: np.ndarray, y: np.ndarray) -> dict[str, object]:
 
 
 def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str, Pooled],
-                layers: list[int]) -> list[dict[str, object]]:
+                layers: list[int], curves: list[RocCurve]) -> list[dict[str, object]]:
+    """The framing's rows; appends the mean-pooled ensemble's held-out ROC curves to ``curves``."""
     ts = sets[fr.train_set]
     y = np.array([t.label for t in ts])
     groups = [t.group for t in ts]
@@ -215,12 +216,14 @@ def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str,
                    "held_out": {h: evaluate(probe.logit(getattr(p, pooling)[L]), yh) for h, (p, yh) in held.items()}}
             rows.append(row)
         Xv = {L: getattr(feats[fr.train_set], pooling)[L][val] for L in layers}
+        ens = {h: ensemble_logit(probes, getattr(p, pooling)) for h, (p, _) in held.items()}
         rows.append({"concept": fr.concept, "framing": fr.name, "kind": fr.kind,
                      "layers": "ensemble " + "+".join(map(str, layers)), "pooling": pooling, "C": None,
                      "cv_auroc": None,
                      "in_source": evaluate(ensemble_logit(probes, Xv), y[val]) if two_classes else None,
-                     "held_out": {h: evaluate(ensemble_logit(probes, getattr(p, pooling)), yh)
-                                  for h, (p, yh) in held.items()}})
+                     "held_out": {h: evaluate(ens[h], yh) for h, (_, yh) in held.items()}})
+        if pooling == "mean":
+            curves.extend(RocCurve(f"{fr.concept}|{fr.name} -> {h}", ens[h], yh) for h, (_, yh) in held.items())
     for r in rows:
         r["tfidf_in_source_auroc"] = None if base_val is None else round(base_val, 4)
         r["tfidf_held_out"] = base
@@ -277,7 +280,8 @@ def main() -> int:
     engine = Engine.from_loaded(lm)
     sets = build_sets(engine, work, args.n, args.questions)
     feats = features(lm, sets, layers, work, bf16=not args.fp32)
-    rows = [r for fr in FRAMINGS for r in run_framing(fr, sets, feats, layers)]
+    curves: list[RocCurve] = []
+    rows = [r for fr in FRAMINGS for r in run_framing(fr, sets, feats, layers, curves)]
     out_dir = Path(args.out) if args.out else ROOT / "classifiers" / "packs" / args.model / "probes"
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"model": lm.spec, "weights_sha256": lm.weights_sha256, "layers": layers, "n_per_set": args.n,
@@ -286,7 +290,7 @@ def main() -> int:
             "onpolicy_pushback": json.loads((work / "onpolicy_pushback_stats.json").read_text())}
     (work / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     (out_dir / "dense_study.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    plot_best(sets, feats, layers, out_dir)
+    plot_curves(curves, out_dir)
     write_report(out_dir, meta, rows, work)
     log.info("done", rows=len(rows), out=str(out_dir))
     return 0
@@ -340,23 +344,15 @@ ROC curves of each framing's mean-pooled layer ensemble on its held-out sources:
     (out_dir / "REPORT.md").write_text(text, encoding="utf-8")
 
 
-def plot_best(sets: dict[str, list[Transcript]], feats: dict[str, Pooled],
-              layers: list[int], out_dir: Path) -> None:
-    """One PNG per concept: the held-out ROC of the mean-pooled ensemble of each framing."""
+def plot_curves(curves: list[RocCurve], out_dir: Path) -> None:
+    """One PNG per concept: the held-out ROC of the mean-pooled ensemble of each framing
+    (the same scores as the ensemble rows; curve names are ``concept|framing -> source``)."""
     by_concept: dict[str, list[RocCurve]] = {}
-    for fr in FRAMINGS:
-        ts = sets[fr.train_set]
-        y = np.array([t.label for t in ts])
-        groups = [t.group for t in ts]
-        tr = np.array([group_unit("study", g, 0) >= 0.2 for g in groups])
-        probes = [fit_probe(feats[fr.train_set].mean[L][tr], y[tr], [groups[i] for i in np.flatnonzero(tr)], L, "mean")
-                  for L in layers]
-        for h in fr.held_out:
-            yh = np.array([t.label for t in sets[h]])
-            by_concept.setdefault(fr.concept, []).append(
-                RocCurve(f"{fr.name} -> {h}", ensemble_logit(probes, feats[h].mean), yh))
-    for concept, curves in by_concept.items():
-        roc_png(out_dir / f"roc_dense_{concept}.png", curves, title=f"{concept}: dense ensemble, held-out sources")
+    for c in curves:
+        concept, name = c.name.split("|", 1)
+        by_concept.setdefault(concept, []).append(RocCurve(name, c.scores, c.labels))
+    for concept, cs in by_concept.items():
+        roc_png(out_dir / f"roc_dense_{concept}.png", cs, title=f"{concept}: dense ensemble, held-out sources")
 
 
 if __name__ == "__main__":
