@@ -9,6 +9,7 @@ from typing import Any
 from classifiers.sae.export import base_manifest, save_pack_sae
 from classifiers.sae.features import write_features_json
 from classifiers.sae.workspace import read_json, write_json
+from monitor.hashing import file_sha256
 
 EVAL_KEYS = ("explained_variance", "ce_loss_recovered", "l0", "dead_fraction")
 TABLE_KEYS = ("run", "hook_name", "architecture", "d_sae", "train_tokens", "epochs", "explained_variance",
@@ -32,6 +33,8 @@ def write_pack(pack: Path, run_dir: Path, record: dict[str, Any], result: dict[s
         training_tokens=int(record["train_tokens"]), train_config=cfg, corpus_meta=corpus_meta,
         commands=list(record.get("commands", [])) + [eval_command],
     )
+    # the SAE weights are pinned like the model: load_pack refuses a file with another hash
+    manifest["sae"]["weights_sha256"] = file_sha256(pack / "sae" / "sae_weights.safetensors")
     manifest["training"]["tokens_seen"] = int(round(record["train_tokens"] * float(cfg["epochs"])))
     manifest["sae_eval"] = {k: result[k] for k in EVAL_KEYS}
     manifest["sae_eval"].update({

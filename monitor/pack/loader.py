@@ -98,7 +98,17 @@ class GuardPack:
             self.check_model(spec, pinned)
 
     def with_sae(self, device: str = "cpu") -> GuardPack:
-        """This pack with its SAE weights loaded on ``device``."""
+        """This pack with its SAE weights loaded on ``device``; refused in one line when the
+        manifest pins the weights (``sae.weights_sha256``) and the file hashes otherwise."""
+        pinned = self.manifest.sae.get("weights_sha256")
+        if pinned:
+            weights = self.root / "sae" / SAE_WEIGHTS
+            if not weights.is_file():
+                raise PackError(f"guard pack file missing: {weights}")
+            found = file_sha256(weights)
+            if found != pinned:
+                raise PackError(f"{weights}: sha256 expected {pinned} (manifest.json sae.weights_sha256), "
+                                f"found {found}; restore the pack's SAE or rebuild the pack with sae-eval --pack")
         try:
             sae = load_sae(str(self.root / "sae"), device=device)
         except SAESpecError as exc:

@@ -32,12 +32,16 @@ def copy_pack(tmp_path: Path) -> Path:
 
 
 def retrain_sae(pack: Path) -> tuple[str, str]:
-    """Change one byte of the SAE weights' data (still a valid file): (old sha, new sha)."""
+    """Change one byte of the SAE weights' data (still a valid file) and pin the new file in
+    the manifest, as ``sae-eval --pack`` does for a retrained SAE: (old sha, new sha)."""
     weights = pack / "sae" / "sae_weights.safetensors"
     old = sha256(weights)
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01
     weights.write_bytes(bytes(data))
+    manifest = json.loads((pack / "manifest.json").read_text())
+    manifest["sae"]["weights_sha256"] = sha256(weights)
+    (pack / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return old, sha256(weights)
 
 
