@@ -12,7 +12,7 @@ it changes nothing under causal attention). The forward is the engine's fast pat
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +40,12 @@ class Pooled:
     """[n] answer tokens read."""
 
 
-def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequence[int], max_content: int = 160,
-                     bf16: bool = True, batch_tokens: int = 2048, what: str = "") -> Pooled:
+def answer_spans(lm: Any, transcripts: Sequence[Transcript], layers: Sequence[int],
+                 sink: Callable[[int, int, torch.Tensor], None], max_content: int = 160, bf16: bool = True,
+                 batch_tokens: int = 2048, what: str = "") -> np.ndarray:
+    """Run every transcript once and hand ``sink(i, layer, span)`` the residuals [n, d_model]
+    (float32) of transcript ``i``'s answer tokens at each layer; returns the answer lengths
+    read, [n]. The forward stops after the deepest layer asked for."""
     tok = lm.tokenizer
     rendered = []
     for t in transcripts:
@@ -49,9 +53,6 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
         end = min(rt.end, rt.start + max_content)
         rendered.append((list(rt.ids[:end]), rt.start, end))
     order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
-    d = lm.model.cfg.d_model
-    mean = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
-    last = {L: np.zeros((len(rendered), d), np.float32) for L in layers}
     ff = FastForward(lm.model)
     t0, done, n_batches = time.perf_counter(), 0, 0
     with capture(lm.model, {L: f"blocks.{L}.hook_resid_post" for L in layers}) as captured:
@@ -70,14 +71,49 @@ def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequenc
             for r, j in enumerate(batch):
                 _, start, end = rendered[j]
                 for L in layers:
-                    span = captured[L][r, start:end].float()
-                    mean[L][j] = span.mean(0).numpy()
-                    last[L][j] = span[-1].numpy()
+                    sink(j, L, captured[L][r, start:end].float())
             i += len(batch)
             n_batches += 1
             done += sum(len(rendered[j][0]) for j in batch)
             if i == len(order) or n_batches % 10 == 0:
-                log.info("pooled_residuals", what=what, transcripts=i, of=len(order),
+                log.info("answer_residuals", what=what, transcripts=i, of=len(order),
                          tok_per_s=round(done / (time.perf_counter() - t0)))
-    n_tokens = np.array([end - start for _, start, end in rendered], np.int32)
+    return np.array([end - start for _, start, end in rendered], np.int32)
+
+
+def pooled_residuals(lm: Any, transcripts: Sequence[Transcript], layers: Sequence[int], max_content: int = 160,
+                     bf16: bool = True, batch_tokens: int = 2048, what: str = "") -> Pooled:
+    d = lm.model.cfg.d_model
+    mean = {L: np.zeros((len(transcripts), d), np.float32) for L in layers}
+    last = {L: np.zeros((len(transcripts), d), np.float32) for L in layers}
+
+    def sink(j: int, L: int, span: torch.Tensor) -> None:
+        mean[L][j] = span.mean(0).numpy()
+        last[L][j] = span[-1].numpy()
+
+    n_tokens = answer_spans(lm, transcripts, layers, sink, max_content, bf16, batch_tokens, what)
     return Pooled(mean, last, n_tokens)
+
+
+@dataclass(frozen=True)
+class TokenResiduals:
+    """Per-token residuals of the answers at one layer: transcript i's tokens are rows
+    ``offsets[i]:offsets[i+1]`` of ``X`` (float16 to halve the memory; the guard scores
+    float32, and the probe standardises, so the rounding is far below the probe's noise)."""
+
+    layer: int
+    X: np.ndarray
+    offsets: np.ndarray
+
+
+def token_residuals(lm: Any, transcripts: Sequence[Transcript], layer: int, max_content: int = 160,
+                    bf16: bool = True, batch_tokens: int = 2048, what: str = "") -> TokenResiduals:
+    spans: dict[int, np.ndarray] = {}
+
+    def sink(j: int, L: int, span: torch.Tensor) -> None:  # noqa: ARG001 - one layer
+        spans[j] = span.numpy().astype(np.float16)
+
+    n_tokens = answer_spans(lm, transcripts, [layer], sink, max_content, bf16, batch_tokens, what)
+    offsets = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
+    X = np.concatenate([spans[j] for j in range(len(transcripts))]) if transcripts else np.zeros((0, 0), np.float16)
+    return TokenResiduals(layer, X, offsets)

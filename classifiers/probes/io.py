@@ -98,6 +98,7 @@ def _record_json(record: ProbeRecord) -> dict[str, Any]:
         "top_features": [[int(i), float(c)] for i, c in record.top_features],
         "metrics": _jsonable(record.metrics),
         "training": _jsonable(record.training),
+        "feature_basis": record.feature_basis,
     }
     body.update(_jsonable(record.extra))
     return body
@@ -118,6 +119,12 @@ def save_probes(
     dims = {np.asarray(r.weights).ravel().size for r in records}
     if len(dims) != 1:
         raise ProbeFileError(f"probes have different feature dimensions: {sorted(dims)}")
+    resid_dims = {np.asarray(r.resid_weights).ravel().size for r in records if r.resid_weights is not None}
+    if len(resid_dims) > 1:
+        raise ProbeFileError(f"dense probes have different residual dimensions: {sorted(resid_dims)}")
+    for record in records:
+        if record.resid_weights is not None and np.any(np.asarray(record.weights) != 0):
+            raise ProbeFileError(f"probe {record.name!r} is dense (resid_weights) but has non-zero SAE weights")
     for record in records:
         if record.concept not in CONCEPTS:
             raise ProbeFileError(f"probe {record.name!r}: unknown concept {record.concept!r}")
@@ -134,8 +141,11 @@ def save_probes(
     st_path, json_path = out / TENSORS_NAME, out / JSON_NAME
     tmp_st = st_path.with_name(TENSORS_NAME + ".tmp")
     tmp_json = json_path.with_name(JSON_NAME + ".tmp")
+    tensors = {"W": np.ascontiguousarray(probe_set.W), "b": np.ascontiguousarray(probe_set.b)}
+    if probe_set.W_resid is not None:
+        tensors["W_resid"] = np.ascontiguousarray(probe_set.W_resid)
     save_file(
-        {"W": np.ascontiguousarray(probe_set.W), "b": np.ascontiguousarray(probe_set.b)},
+        tensors,
         str(tmp_st),
         metadata={"schema_version": str(SCHEMA_VERSION), "format": "saeguard-probes"},
     )

@@ -150,7 +150,6 @@ def train_concept(concept: str, root: Path, bank: ResidualBank, feats: TokenFeat
         metrics=_metrics(shipped, results, reading, cal),
         training=_training(root, sources, train_names, fit, sae_sha256),
         extra={
-            "feature_basis": "sae",
             "layer": layer,
             "trained_on": "per-token rows (up to 16 per transcript)" if shipped_attempt.pooling == "token"
                           else "mean-pooled transcripts",

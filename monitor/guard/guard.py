@@ -8,7 +8,8 @@ Per new position (prefill: every prompt position; decode: one per step):
    position 0 (an attention sink with ~150x the residual norm), not special tokens
    (``<|im_start|>``, ``<|im_end|>``, ...), not other sink-like rows (norm > 10x the
    request's median); the others are never encoded, scored or changed;
-2. ``z = sae.encode(x)``; ``scores = sigmoid(z @ W + b)`` for every probe at once;
+2. ``z = sae.encode(x)``; ``scores = sigmoid(z @ W + x @ W_resid + b)`` for every probe at
+   once (SAE probes read ``z``, dense probes the residual ``x`` itself, before any change);
 3. the request's :class:`~monitor.policy.engine.RequestMonitor` steps through the
    positions in order and returns alerts, active clamps/steers and stop;
 4. alerts go to the publisher (never blocks); clamps are written back error-preserving
@@ -105,12 +106,16 @@ class Guard:
         than the pack's (checked again here, not only in ``load_pack``: this is where
         the probe weights start scoring, and a ``GuardPack`` can be built by hand).
         """
+        from monitor.pack.errors import PackError
         from monitor.pack.loader import check_probes_sae, probes_doc
 
         device = pack.sae.W_dec.device
         if pack.probes is not None and pack.probes.probes:
             check_probes_sae(pack.root, probes_doc(pack.probes))
-            bank = ProbeBank.from_probes(pack.probes, pack.features, device=device)
+            try:
+                bank = ProbeBank.from_probes(pack.probes, pack.features, device=device, W_dec=pack.sae.W_dec)
+            except ValueError as exc:
+                raise PackError(f"{pack.root}: {exc}") from exc
         else:
             bank = ProbeBank.empty(int(pack.sae.cfg.d_sae), device=device)
         return cls(pack.sae, bank, pack.hook_name, tokenizer, model_spec)
@@ -176,7 +181,7 @@ class GuardSession:
             return None
         rows = x[0, keep]
         z = g.encode(rows, call)
-        scores = g.probes.score(z)
+        scores = g.probes.score(z, rows)
         changed = False
         out = x
         can_change = self.intervene and call.phase in ("prefill", "decode")

@@ -1,8 +1,13 @@
 """The probes part of a guard pack: ``probes.safetensors`` + ``probes.json`` (no pickles).
 
-- ``probes.safetensors``: ``W`` float32 [d, n_probes] and ``b`` float32 [n_probes]; column
-  ``i`` is the ``i``-th probe in ``probes.json``'s key order. Scores are
-  ``sigmoid(x @ W + b)`` over raw features.
+- ``probes.safetensors``: ``W`` float32 [d_sae, n_probes] and ``b`` float32 [n_probes];
+  column ``i`` is the ``i``-th probe in ``probes.json``'s key order. Optionally
+  ``W_resid`` float32 [d_model, n_probes]: weights over the raw residual at the same hook.
+  Scores are ``sigmoid(z @ W + x @ W_resid + b)`` (``z`` the SAE codes, ``x`` the residual
+  they encode). Each probe reads one of the two (``feature_basis`` in probes.json:
+  ``"sae"``, the default, or ``"resid"`` for a dense probe); the other column is zero.
+  A dense probe's verdict is still explained in SAE features: ``x = z @ W_dec + b_dec +
+  error``, so feature ``f`` moves its logit by ``z_f * (W_dec[f] . w)``.
 - ``probes.json``::
 
     {"schema_version": 1, "hook_name": "blocks.15.hook_resid_post", "d_features": 2048,
@@ -29,7 +34,10 @@ from safetensors.numpy import load_file
 SCHEMA_VERSION = 1
 JSON_NAME = "probes.json"
 TENSORS_NAME = "probes.safetensors"
-RESERVED = frozenset({"concept", "pooling", "thresholds", "top_features", "metrics", "training"})
+RESERVED = frozenset({"concept", "pooling", "thresholds", "top_features", "metrics", "training",
+                      "feature_basis"})
+BASES = ("sae", "resid")
+"""What a probe reads: the SAE codes, or the raw residual at the pack's hook (dense)."""
 """Per-probe keys with a fixed meaning; anything else is kept in :attr:`ProbeRecord.extra`."""
 
 
@@ -48,7 +56,7 @@ class ProbeRecord:
     pooling: str
     """How token scores/features are pooled over the assistant turn (mean, max, last)."""
     weights: np.ndarray
-    """Weights over raw features, [d]."""
+    """Weights over the SAE codes, [d_sae] (zeros for a dense probe)."""
     bias: float
     """Intercept."""
     thresholds: Mapping[str, float] = field(default_factory=dict)
@@ -60,7 +68,14 @@ class ProbeRecord:
     training: Mapping[str, Any] = field(default_factory=dict)
     """Training manifest: datasets, split seed, C, CV AUROC, command, data hash."""
     extra: Mapping[str, Any] = field(default_factory=dict)
-    """Other per-probe fields (e.g. layer, feature basis); must not reuse reserved keys."""
+    """Other per-probe fields (e.g. layer, training window); must not reuse reserved keys."""
+    resid_weights: np.ndarray | None = None
+    """A dense probe's weights over the raw residual, [d_model]; None for an SAE probe."""
+
+    @property
+    def feature_basis(self) -> str:
+        """``"resid"`` for a dense probe, ``"sae"`` otherwise."""
+        return "sae" if self.resid_weights is None else "resid"
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +95,18 @@ class ProbeSet:
     def W(self) -> np.ndarray:  # noqa: N802 - the tensor's name in the file
         """Stacked weights [d, n_probes] float32."""
         return np.stack([p.weights for p in self.probes], axis=1).astype(np.float32)
+
+    @property
+    def W_resid(self) -> np.ndarray | None:  # noqa: N802 - the tensor's name in the file
+        """Stacked residual weights [d_model, n_probes] (zero columns for SAE probes), or
+        None when no probe is dense."""
+        dense = [p.resid_weights for p in self.probes if p.resid_weights is not None]
+        if not dense:
+            return None
+        d_model = np.asarray(dense[0]).size
+        cols = [np.zeros(d_model, np.float32) if p.resid_weights is None else np.asarray(p.resid_weights).ravel()
+                for p in self.probes]
+        return np.stack(cols, axis=1).astype(np.float32)
 
     @property
     def b(self) -> np.ndarray:
@@ -109,9 +136,9 @@ def load_probes(directory: str | Path) -> ProbeSet:
     if doc["schema_version"] != SCHEMA_VERSION:
         raise ProbeFileError(f"{json_path}: schema_version {doc['schema_version']} unsupported")
     tensors = load_file(str(st_path))
-    if set(tensors) != {"W", "b"}:
-        raise ProbeFileError(f"{st_path}: expected tensors W and b, found {sorted(tensors)}")
-    W, b = tensors["W"], tensors["b"]
+    if set(tensors) not in ({"W", "b"}, {"W", "b", "W_resid"}):
+        raise ProbeFileError(f"{st_path}: expected tensors W, b (and W_resid), found {sorted(tensors)}")
+    W, b, W_resid = tensors["W"], tensors["b"], tensors.get("W_resid")
     probes = doc["probes"]
     if W.ndim != 2 or b.shape != (W.shape[1],) or W.shape[1] != len(probes):
         raise ProbeFileError(
@@ -119,11 +146,23 @@ def load_probes(directory: str | Path) -> ProbeSet:
         )
     if doc.get("d_features", W.shape[0]) != W.shape[0]:
         raise ProbeFileError(f"{json_path}: d_features {doc['d_features']} but W has {W.shape[0]}")
+    if W_resid is not None and (W_resid.ndim != 2 or W_resid.shape[1] != W.shape[1]):
+        raise ProbeFileError(f"{st_path}: W_resid {W_resid.shape} does not match {len(probes)} probes")
     records = []
     for i, (name, body) in enumerate(probes.items()):
         missing = {"concept", "pooling", "thresholds", "top_features"} - set(body)
         if missing:
             raise ProbeFileError(f"{json_path}: probes.{name} lacks {sorted(missing)}")
+        basis = body.get("feature_basis", "sae")
+        if basis not in BASES:
+            raise ProbeFileError(f"{json_path}: probes.{name}.feature_basis {basis!r} is not one of {list(BASES)}")
+        if basis == "resid" and W_resid is None:
+            raise ProbeFileError(f"{json_path}: probes.{name} is a dense probe (feature_basis resid) "
+                                 f"but {st_path} has no W_resid")
+        unread = W[:, i] if basis == "resid" else (W_resid[:, i] if W_resid is not None else None)
+        if unread is not None and np.any(unread != 0):
+            other = "W" if basis == "resid" else "W_resid"
+            raise ProbeFileError(f"{st_path}: probe {name!r} reads {basis} but its {other} column is not zero")
         records.append(
             ProbeRecord(
                 name=name,
@@ -136,6 +175,7 @@ def load_probes(directory: str | Path) -> ProbeSet:
                 metrics=body.get("metrics", {}),
                 training=body.get("training", {}),
                 extra={k: v for k, v in body.items() if k not in RESERVED},
+                resid_weights=W_resid[:, i].copy() if basis == "resid" and W_resid is not None else None,
             )
         )
     fixed = ("schema_version", "hook_name", "d_features", "probes")

@@ -58,10 +58,10 @@ def explain_position(backend: Backend, ids: Sequence[int], label: Callable[[int]
         for _ in gen:
             break
     z = guard.sae.encode(captured["row"][None])[0]
-    scores = guard.probes.score(z[None])[0]
+    scores = guard.probes.score(z[None], captured["row"][None])[0]
     probes: dict[str, list[dict[str, Any]]] = {}
     for j, name in enumerate(guard.probes.names):
-        contrib = guard.probes.W[:, j] * z
+        contrib = guard.probes.contributions(name, z)
         top = torch.topk(contrib, min(k, contrib.numel()))
         keep = [n for n, v in enumerate(top.values.tolist()) if v > 0]
         fids = [int(top.indices[n]) for n in keep]
