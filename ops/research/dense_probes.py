@@ -57,6 +57,7 @@ class Framing:
     concept: str
     name: str
     train_set: str
+    """A set name, or several joined by ``+`` (multi-source training: the sets are pooled)."""
     held_out: tuple[str, ...]
     kind: str
     """instructed | on-policy | off-policy (written answers)."""
@@ -161,7 +162,32 @@ FRAMINGS = [
     Framing("bias", "off-policy: BBQ stereotyped vs unknown", "bias_bbq", ("bias_winobias",), "off-policy"),
     Framing("bias", "off-policy: BBQ stereotyped vs anti-stereotyped", "bias_bbq_stereo_vs_anti",
             ("bias_winobias",), "off-policy"),
+    # multi-source: every training framing of the concept pooled (published probes that
+    # carry across sources were trained on several); still judged on sources never seen
+    Framing("deception", "multi-source: RepE facts + the three instructed pairs",
+            "+".join(["deception_repe_facts", *(f"instructed:{p}" for p in PAIRS)]),
+            ("deception_lie_detector_pairs", "deception_truthfulqa"), "multi-source"),
+    Framing("sycophancy", "multi-source: own caving + opinion agreement",
+            "onpolicy_pushback+sycophancy_anthropic_opinion", ("sycophancy_pressure_replies",), "multi-source"),
+    Framing("sycophancy", "multi-source: opinion agreement + written pressure replies",
+            "sycophancy_anthropic_opinion+sycophancy_pressure_replies", ("onpolicy_pushback",), "multi-source"),
+    Framing("bias", "multi-source: BBQ biased-vs-unknown + stereotyped-vs-anti",
+            "bias_bbq+bias_bbq_stereo_vs_anti", ("bias_winobias",), "multi-source"),
 ]
+
+
+def training_data(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str, Pooled]) -> tuple[list[Transcript], Pooled]:
+    """The framing's transcripts and pooled features (several sets concatenated; groups are
+    prefixed with their set so pairs from different sets never merge)."""
+    names = fr.train_set.split("+")
+    if len(names) == 1:
+        return sets[names[0]], feats[names[0]]
+    ts = [Transcript(t.messages, t.label, t.concept, t.source, f"{n}/{t.group}", t.meta) for n in names for t in sets[n]]
+    layers = list(feats[names[0]].mean)
+    cat = Pooled({L: np.concatenate([feats[n].mean[L] for n in names]) for L in layers},
+                 {L: np.concatenate([feats[n].last[L] for n in names]) for L in layers},
+                 np.concatenate([feats[n].n_tokens for n in names]))
+    return ts, cat
 
 
 def features(lm, sets: dict[str, list[Transcript]], layers: list[int], work: Path, bf16: bool) -> dict[str, Pooled]:  # noqa: ANN001
@@ -169,7 +195,7 @@ def features(lm, sets: dict[str, list[Transcript]], layers: list[int], work: Pat
     for name, ts in sets.items():
         key = hashlib.sha256(json.dumps([t.uid for t in ts] + layers + [bf16]).encode()).hexdigest()[:12]
         path = work / "pooled" / f"{name.replace(':', '_')}-{key}.npz"
-        if path.is_file():
+        if path.is_file() or lm is None:  # lm None: --cached, a missing cache is an error
             z = np.load(path)
             out[name] = Pooled({L: z[f"mean{L}"] for L in layers}, {L: z[f"last{L}"] for L in layers}, z["n_tokens"])
             continue
@@ -192,7 +218,7 @@ def evaluate(scores: np.ndarray, y: np.ndarray) -> dict[str, object]:
 def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str, Pooled],
                 layers: list[int], curves: list[RocCurve]) -> list[dict[str, object]]:
     """The framing's rows; appends the mean-pooled ensemble's held-out ROC curves to ``curves``."""
-    ts = sets[fr.train_set]
+    ts, train_feats = training_data(fr, sets, feats)
     y = np.array([t.label for t in ts])
     groups = [t.group for t in ts]
     val = np.array([group_unit("study", g, 0) < 0.2 for g in groups])
@@ -207,7 +233,7 @@ def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str,
     for pooling in ("mean", "last"):
         probes: list[DenseProbe] = []
         for L in layers:
-            X = getattr(feats[fr.train_set], pooling)[L]
+            X = getattr(train_feats, pooling)[L]
             probe = fit_probe(X[tr], y[tr], [groups[i] for i in np.flatnonzero(tr)], L, pooling)
             probes.append(probe)
             row = {"concept": fr.concept, "framing": fr.name, "kind": fr.kind, "layers": str(L), "pooling": pooling,
@@ -215,7 +241,7 @@ def run_framing(fr: Framing, sets: dict[str, list[Transcript]], feats: dict[str,
                    "in_source": evaluate(probe.logit(X[val]), y[val]) if two_classes else None,
                    "held_out": {h: evaluate(probe.logit(getattr(p, pooling)[L]), yh) for h, (p, yh) in held.items()}}
             rows.append(row)
-        Xv = {L: getattr(feats[fr.train_set], pooling)[L][val] for L in layers}
+        Xv = {L: getattr(train_feats, pooling)[L][val] for L in layers}
         ens = {h: ensemble_logit(probes, getattr(p, pooling)) for h, (p, _) in held.items()}
         rows.append({"concept": fr.concept, "framing": fr.name, "kind": fr.kind,
                      "layers": "ensemble " + "+".join(map(str, layers)), "pooling": pooling, "C": None,
@@ -261,6 +287,8 @@ def main() -> int:
     ap.add_argument("--fp32", action="store_true",
                     help="fp32 weights and forward (default: bf16 weights for generation and residuals)")
     ap.add_argument("--out", default=None, help="report directory (default classifiers/packs/<model>/probes)")
+    ap.add_argument("--cached", action="store_true",
+                    help="no model: every set's generations and residuals must already be cached under var/dense")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite REPORT.md from the saved dense_study.json (and NOTES.md) without a model")
     args = ap.parse_args()
@@ -274,17 +302,24 @@ def main() -> int:
     layers = [int(x) for x in args.layers.split(",")]
     work = ROOT / "var" / "dense" / args.model
     work.mkdir(parents=True, exist_ok=True)
-    lm = load_model(args.model)
-    if not args.fp32:
-        to_bf16(lm)
-    engine = Engine.from_loaded(lm)
+    if args.cached:
+        from monitor.model.registry import MODELS
+
+        lm, engine = None, None
+        model_meta = {"model": args.model, "weights_sha256": MODELS[args.model].gguf_sha256}
+    else:
+        lm = load_model(args.model)
+        if not args.fp32:
+            to_bf16(lm)
+        engine = Engine.from_loaded(lm)
+        model_meta = {"model": lm.spec, "weights_sha256": lm.weights_sha256}
     sets = build_sets(engine, work, args.n, args.questions)
     feats = features(lm, sets, layers, work, bf16=not args.fp32)
     curves: list[RocCurve] = []
     rows = [r for fr in FRAMINGS for r in run_framing(fr, sets, feats, layers, curves)]
     out_dir = Path(args.out) if args.out else ROOT / "classifiers" / "packs" / args.model / "probes"
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"model": lm.spec, "weights_sha256": lm.weights_sha256, "layers": layers, "n_per_set": args.n,
+    meta = {**model_meta, "layers": layers, "n_per_set": args.n,
             "bf16_forward": not args.fp32, "command": " ".join(sys.argv),
             "sets": {k: {"n": len(v), "positives": sum(t.label for t in v)} for k, v in sets.items()},
             "onpolicy_pushback": json.loads((work / "onpolicy_pushback_stats.json").read_text())}
