@@ -7,10 +7,11 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 
-def toy_config(n_layers: int = 2, d_vocab: int = 32, n_ctx: int = 64) -> HookedTransformerConfig:
+def toy_config(n_layers: int = 2, d_vocab: int = 32, n_ctx: int = 64, d_model: int = 8, d_head: int = 4,
+               n_heads: int = 2, d_mlp: int = 16) -> HookedTransformerConfig:
     return HookedTransformerConfig(
-        d_model=8, d_head=4, n_heads=2, d_mlp=16, n_layers=n_layers, n_ctx=n_ctx, d_vocab=d_vocab,
-        act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=4,
+        d_model=d_model, d_head=d_head, n_heads=n_heads, d_mlp=d_mlp, n_layers=n_layers, n_ctx=n_ctx,
+        d_vocab=d_vocab, act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=d_head,
         rotary_adjacent_pairs=False, gated_mlp=True, final_rms=True, n_key_value_heads=1,
         original_architecture="LlamaForCausalLM", default_prepend_bos=False, tokenizer_prepends_bos=False,
         dtype=torch.float32, device="cpu", init_weights=False, seed=0,

@@ -12,20 +12,27 @@ from monitor.engine.fastpath import fast_path_supported
 from monitor.engine.runner import FastRunner, select_runner
 from monitor.engine.sampling import SamplingParams
 from monitor.engine.tap import Tap
+from monitor.engine.weights import WeightFormat, WeightFormatError
 
 
 class Engine:
     """Owns the model, tokenizer and the fast runner (built once)."""
 
-    def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), fast: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), fast: bool = True,
+                 weights: WeightFormat = "fp32"):
         self.model = model
         self.tokenizer = tokenizer
         self.stop_token_ids = tuple(stop_token_ids)
-        self._fast = FastRunner(model) if fast and fast_path_supported(model) else None
+        if weights != "fp32" and not (fast and fast_path_supported(model)):
+            raise WeightFormatError(f"weight format {weights!r} needs the fast path (a Llama-style model)")
+        self._fast = FastRunner(model, weights) if fast and fast_path_supported(model) else None
+        self.weights: WeightFormat = weights
+        """The fast path's weight format (:mod:`monitor.engine.weights`); a forward that falls
+        back to TransformerLens (a hook outside the residual stream) runs the fp32 parameters."""
 
     @classmethod
-    def from_loaded(cls, lm: Any, fast: bool = True) -> Engine:
-        return cls(lm.model, lm.tokenizer, lm.stop_token_ids, fast=fast)
+    def from_loaded(cls, lm: Any, fast: bool = True, weights: WeightFormat = "fp32") -> Engine:
+        return cls(lm.model, lm.tokenizer, lm.stop_token_ids, fast=fast, weights=weights)
 
     @property
     def n_ctx(self) -> int:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from monitor.engine.kvcache import KVCache
+from monitor.engine.weights import WeightFormat, check_format, linear, stored
 
 RESID_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
 
@@ -51,9 +52,12 @@ def _foreign_hooks(model: Any) -> bool:
 
 
 class FastForward:
-    """Runs a Llama-style HookedTransformer with a :class:`KVCache`."""
+    """Runs a Llama-style HookedTransformer with a :class:`KVCache`.
 
-    def __init__(self, model: Any):
+    ``weights`` is the format of the linear layers' weights (:mod:`monitor.engine.weights`):
+    the model's own fp32 parameters, or bf16 / int4 copies made here once."""
+
+    def __init__(self, model: Any, weights: WeightFormat = "fp32"):
         self.model = model
         cfg = model.cfg
         self.cfg = cfg
@@ -61,6 +65,7 @@ class FastForward:
         self.scale = 1.0 / (cfg.d_head ** 0.5) if cfg.use_attn_scale else 1.0
         dev = next(model.parameters()).device
         self.device = dev
+        self.weights = check_format(weights, dev)
         # rotary tables, computed as TransformerLens does (float32, "(2 d)" layout)
         pos = torch.arange(cfg.n_ctx, dtype=torch.float32)
         dim = torch.arange(cfg.rotary_dim // 2, dtype=torch.float32)
@@ -70,6 +75,10 @@ class FastForward:
         self.sin = torch.sin(angles).to(dev, cfg.dtype)
         self.cos = torch.cos(angles).to(dev, cfg.dtype)
         self.layers = [self._layer_weights(b) for b in model.blocks]
+        # int4 keeps the unembedding in fp32: it maps the residual straight to logits, and
+        # quantizing it moved SmolLM2's greedy tokens within 3-7 tokens on 4 prompts, where
+        # int4 blocks with an fp32 unembedding kept all 4 x 64 identical (README)
+        self.unembed = stored(model.unembed.W_U.T, "bf16") if self.weights == "bf16" else None
 
     def _layer_weights(self, block: Any) -> dict[str, Any]:
         a, m = block.attn, block.mlp
@@ -82,18 +91,22 @@ class FastForward:
         wq = a.W_Q.permute(0, 2, 1).reshape(h * d, -1)
         wk = k_w.permute(0, 2, 1).reshape(kv * d, -1)
         wv = v_w.permute(0, 2, 1).reshape(kv * d, -1)
-        return {
-            "block": block,
-            "ln1": block.ln1.w, "ln2": block.ln2.w,
-            # fused views made by relayout_for_speed; a concatenated copy otherwise
-            "wqkv": a._saeguard_wqkv if hasattr(a, "_saeguard_wqkv") else torch.cat([wq, wk, wv]).contiguous(),
-            "bqkv": torch.cat([a.b_Q.reshape(-1), k_b.reshape(-1), v_b.reshape(-1)]),
-            "wo": a.W_O.permute(2, 0, 1).reshape(a.W_O.shape[2], -1),
-            "bo": a.b_O,
-            "wgi": m._saeguard_wgi if hasattr(m, "_saeguard_wgi") else torch.cat([m.W_gate.T, m.W_in.T]).contiguous(),
-            "b_in": m.b_in, "wout": m.W_out.T, "bout": m.b_out,
-            "hooks": {n: getattr(block, n) for n in RESID_HOOKS},
-        }
+        fmt = self.weights
+        with torch.no_grad():
+            return {
+                "block": block,
+                "ln1": block.ln1.w, "ln2": block.ln2.w,
+                # fused views made by relayout_for_speed; a concatenated copy otherwise
+                "wqkv": stored(a._saeguard_wqkv if hasattr(a, "_saeguard_wqkv")
+                               else torch.cat([wq, wk, wv]).contiguous(), fmt),
+                "bqkv": torch.cat([a.b_Q.reshape(-1), k_b.reshape(-1), v_b.reshape(-1)]),
+                "wo": stored(a.W_O.permute(2, 0, 1).reshape(a.W_O.shape[2], -1), fmt),
+                "bo": a.b_O,
+                "wgi": stored(m._saeguard_wgi if hasattr(m, "_saeguard_wgi")
+                              else torch.cat([m.W_gate.T, m.W_in.T]).contiguous(), fmt),
+                "b_in": m.b_in, "wout": stored(m.W_out.T, fmt), "bout": m.b_out,
+                "hooks": {n: getattr(block, n) for n in RESID_HOOKS},
+            }
 
     def new_cache(self, batch: int = 1, capacity: int = 256) -> KVCache:
         return KVCache(self.cfg.n_layers, batch, self.n_kv, self.cfg.d_head, self.device, self.cfg.dtype, capacity)
@@ -147,7 +160,7 @@ class FastForward:
             L = self.layers[li]
             hooks = L["hooks"]
             x = self._maybe_hook(hooks["hook_resid_pre"], x)
-            qkv = F.linear(self._rms(x, L["ln1"]), L["wqkv"], L["bqkv"])
+            qkv = linear(self._rms(x, L["ln1"]), L["wqkv"], L["bqkv"])
             q = qkv[..., : h * d].view(B, P, h, d).transpose(1, 2)
             k = qkv[..., h * d : (h + kv) * d].view(B, P, kv, d).transpose(1, 2)
             v = qkv[..., (h + kv) * d :].view(B, P, kv, d).transpose(1, 2)
@@ -166,11 +179,11 @@ class FastForward:
                     q, k_rows[:, :, :end], v_rows[:, :, :end], is_causal=(P > 1 and start == 0), scale=self.scale,
                     enable_gqa=(kv != h), attn_mask=None if (P == 1 or start == 0) else self._chunk_mask(start, end),
                 )
-            x = x + F.linear(attn.transpose(1, 2).reshape(B, P, h * d), L["wo"], L["bo"])
+            x = x + linear(attn.transpose(1, 2).reshape(B, P, h * d), L["wo"], L["bo"])
             x = self._maybe_hook(hooks["hook_resid_mid"], x)
-            gi = F.linear(self._rms(x, L["ln2"]), L["wgi"])
+            gi = linear(self._rms(x, L["ln2"]), L["wgi"])
             gate, lin = gi.chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * lin + L["b_in"], L["wout"], L["bout"])
+            x = x + linear(F.silu(gate) * lin + L["b_in"], L["wout"], L["bout"])
             x = self._maybe_hook(hooks["hook_resid_post"], x)
         cache.lengths[rows] += P
         return x
@@ -183,4 +196,6 @@ class FastForward:
     def logits(self, resid: torch.Tensor) -> torch.Tensor:
         """Next-token logits from the final residual (final RMSNorm + unembed)."""
         x = self._rms(resid, self.model.ln_final.w)
+        if self.unembed is not None:
+            return linear(x, self.unembed, self.model.unembed.b_U)
         return F.linear(x, self.model.unembed.W_U.T, self.model.unembed.b_U)

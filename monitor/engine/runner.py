@@ -12,6 +12,7 @@ import torch
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from monitor.engine.fastpath import FastForward, fast_path_supported
+from monitor.engine.weights import WeightFormat
 
 
 class Runner(Protocol):
@@ -39,8 +40,8 @@ class StockRunner:
 
 
 class FastRunner:
-    def __init__(self, model: Any):
-        self.ff = FastForward(model)
+    def __init__(self, model: Any, weights: WeightFormat = "fp32"):
+        self.ff = FastForward(model, weights)
 
     def new_cache(self, batch: int = 1) -> Any:
         return self.ff.new_cache(batch)

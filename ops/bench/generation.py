@@ -10,6 +10,11 @@ of the repeats) and the ratios against HF measured in this same run, the start-u
 with ``--cold`` also ``cold_start_s``: dequantizing the verified GGUF into an empty cache)
 and the peak RSS. The monitoring/clamping taps sit on the model's middle layer with a
 random SAE of 8 x d_model features and 4 probes, as the guard runs them.
+
+When ``llama-cpp-python`` is installed (``bash ops/llamacpp.sh``), llama.cpp runs the same
+verified GGUF file (its own quantized weights, what a CPU user would serve instead) on the
+same prompt ids, greedy, with the same thread count, and the JSON adds ``llamacpp_tok_s``,
+``ratio_clamp_vs_llamacpp`` and its GGUF's quantization type.
 """
 
 from __future__ import annotations
@@ -58,6 +63,42 @@ def _start_times(spec: str, cold: bool) -> dict[str, float]:
     del cached
     print(f"start times {out}", file=sys.stderr, flush=True)
     return out
+
+
+def _gguf(spec: str) -> Path | None:
+    from monitor.model.dequant import verified_gguf
+    from monitor.model.loader import default_cache_root
+    from monitor.model.registry import MODELS
+
+    entry = MODELS.get(spec)
+    return None if entry is None else verified_gguf(entry, default_cache_root())[0]
+
+
+def _gguf_kind(spec: str) -> str:
+    path = _gguf(spec)
+    if path is None:
+        return ""
+    from gguf import GGUFReader
+
+    kinds: dict[str, int] = {}
+    for t in GGUFReader(str(path)).tensors:
+        kinds[t.tensor_type.name] = kinds.get(t.tensor_type.name, 0) + int(t.n_bytes)
+    total = sum(kinds.values())
+    return ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
+def _llamacpp(spec: str, threads: int, n_ctx: int) -> object | None:
+    """llama.cpp on the model's verified GGUF, or None when llama-cpp-python is not installed."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        print("llama-cpp-python not installed (bash ops/llamacpp.sh): no llama.cpp column", file=sys.stderr)
+        return None
+    path = _gguf(spec)
+    if path is None:
+        return None
+    return Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, n_batch=512,
+                 verbose=False, seed=0)
 
 
 def main() -> int:
@@ -144,6 +185,21 @@ def main() -> int:
         assert toks == n
         return n / dt
 
+    llama = _llamacpp(args.model, args.threads, len(prompt) + n + 8)
+
+    def run_llamacpp() -> float:
+        assert llama is not None
+        llama.reset()
+        t = time.perf_counter()
+        toks = 0
+        for _tok in llama.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            toks += 1
+            if toks == n:
+                break
+        dt = time.perf_counter() - t
+        assert toks == n
+        return n / dt
+
     variants = {
         "hf_tok_s": run_hf,
         "engine_tok_s": run_engine,
@@ -152,6 +208,9 @@ def main() -> int:
     }
     if stock is not None:
         variants["tl_stock_tok_s"] = run_stock
+    if llama is not None:
+        variants["llamacpp_tok_s"] = run_llamacpp
+        run_llamacpp()  # warm-up
     run_engine()  # warm-up
     run_hf()
     results: dict[str, list[float]] = {k: [] for k in variants}
@@ -165,6 +224,8 @@ def main() -> int:
         "ratio_engine_vs_hf": round(med["engine_tok_s"] / med["hf_tok_s"], 3),
         "ratio_tap_vs_hf": round(med["engine_tap_tok_s"] / med["hf_tok_s"], 3),
         "ratio_clamp_vs_hf": round(med["engine_clamp_tok_s"] / med["hf_tok_s"], 3),
+        **({"ratio_clamp_vs_llamacpp": round(med["engine_clamp_tok_s"] / med["llamacpp_tok_s"], 3),
+            "llamacpp_gguf": _gguf_kind(args.model)} if llama is not None else {"llamacpp_tok_s": None}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "tokens": n, "repeats": args.repeats, "threads": args.threads, "prompt_tokens": len(prompt),
         "device": str(lm.device), "d_sae": args.d_sae, "model": lm.spec, "hook": hook, **starts,

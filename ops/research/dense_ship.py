@@ -168,17 +168,27 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--extract-only", type=int, default=None, metavar="LAYER",
+                    help="only cache the per-token residuals at LAYER (no pack needed: start it while the SAE trains)")
     args = ap.parse_args()
     configure_logging(fmt="console", level="info")
     pack_dir = ROOT / "classifiers" / "packs" / args.model
-    pack = load_pack(pack_dir, check_probes=False)
-    layer = int(pack.hook_name.split(".")[1])
     work = ROOT / "var" / "dense" / args.model
     sets = build_sets(None, work, args.n, args.questions)
-    tokens = Tokens(args.model, work, layer, args.threads)
     by_name = {f.name: f for f in FRAMINGS}
     benign = chat_transcripts(_benign(Path(args.datasets_root)), "benign_chat")
     harmless = harmless_answers(Path(args.datasets_root), N_HARMLESS)
+    if args.extract_only is not None:
+        tokens = Tokens(args.model, work, args.extract_only, args.threads)
+        needed = {n for c in SHIP.values() for f in [by_name[c]] for n in (*f.train_set.split("+"), *f.held_out)}
+        for n in sorted(needed, key=lambda n: sum(len(m["content"]) for t in sets[n] for m in t.messages)):
+            tokens.get(n, sets[n])
+        tokens.get("benign_chat", benign)
+        tokens.get("hh_rlhf_harmless_refusals", harmless)
+        return 0
+    pack = load_pack(pack_dir, check_probes=False)
+    layer = int(pack.hook_name.split(".")[1])
+    tokens = Tokens(args.model, work, layer, args.threads)
     tok_benign = tokens.get("benign_chat", benign)
     tok_harmless = tokens.get("hh_rlhf_harmless_refusals", harmless)
     records, rows, curves = [], [], []

@@ -8,7 +8,14 @@ import pytest
 
 from classifiers.dense.extract import TokenResiduals
 from classifiers.dense.probe import fit_probe
-from classifiers.dense.ship import effective_feature_weights, fit_dense, fold, reading_scores, token_logits, token_rows
+from classifiers.dense.ship import (
+    effective_feature_weights,
+    fit_dense,
+    fold,
+    reading_scores,
+    token_logits,
+    token_rows,
+)
 from classifiers.probes.metrics import auroc
 from classifiers.probes.readings import Reading
 
