@@ -142,7 +142,8 @@ def external_eval(pack: Path, data: Path, concept: str | None, model_spec: str,
     for name, items in groups.items():
         rec = probes.probes[names.index(name)]
         scored = score_chats(lm, ps.sae, ps.layer, rec.weights[:, None], np.asarray([rec.bias]),
-                             [probe_reading(dict(rec.extra))], [e.chat() for e in items])
+                             [probe_reading(dict(rec.extra))], [e.chat() for e in items],
+                             W_resid=None if rec.resid_weights is None else rec.resid_weights[:, None])
         ok = np.isfinite(scored.scores[:, 0])
         if not ok.any():
             raise ProbeCommandError(f"{data}: no {name} chat could be scored (every prompt fills the model's context)")

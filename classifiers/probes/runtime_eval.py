@@ -3,8 +3,10 @@ policy window, max over the response. Used by ``eval-probes --data`` on users' f
 
 Per chat: render with the chat template, one fp32 forward to the pack's hook, the assistant
 content tokens (special tokens skipped, as the guard skips them), ``z = sae.encode(x)``,
-``s_t = sigmoid(z_t @ W + b)``, then each probe's ``runtime_window`` (probes.json) pooled and
-maximised over the response (:mod:`.readings`).
+``s_t = sigmoid(z_t @ W + x_t @ W_resid + b)`` (``W_resid`` for dense probes), then each
+probe's ``runtime_window`` (probes.json) pooled and maximised over the response
+(:mod:`.readings`). ``weights`` picks the fast path's weight format (the quality gates of
+ops/bench/weights_quality.py score the same chats in each).
 
 Chats longer than the model's context (``n_ctx``) are read as the guard would have seen
 them: an answer that runs past the context is cut where the context ends (the daemon stops
@@ -46,7 +48,7 @@ def probe_reading(extra: dict[str, Any]) -> Reading:
 
 def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
                 readings: Sequence[Reading], chats: Sequence[Sequence[dict[str, str]]],
-                log_every: int = 50) -> ChatScores:
+                log_every: int = 50, W_resid: np.ndarray | None = None, weights: str = "fp32") -> ChatScores:
     """Run-time response scores [n_chats, n_probes] (see the module doc for long chats)."""
     import torch
 
@@ -54,10 +56,11 @@ def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
     from classifiers.features.render import render
     from monitor.engine.fastpath import FastForward
 
-    ff = FastForward(lm.model)
+    ff = FastForward(lm.model, weights)  # type: ignore[arg-type]
     special = {int(i) for i in (getattr(lm.tokenizer, "all_special_ids", None) or [])}
     Wt = torch.as_tensor(np.asarray(W, np.float32))
     bt = torch.as_tensor(np.asarray(b, np.float32))
+    Wr = None if W_resid is None else torch.as_tensor(np.asarray(W_resid, np.float32))
     n_ctx = int(lm.model.cfg.n_ctx)
     out = np.full((len(chats), W.shape[1]), np.nan, dtype=np.float64)
     result = ChatScores(out)
@@ -76,7 +79,8 @@ def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,
             continue
         x = torch.as_tensor(res.layers[layer][keep])
         with torch.inference_mode():
-            probs = torch.sigmoid(sae.encode(x) @ Wt + bt).numpy()
+            logits = sae.encode(x) @ Wt + bt
+            probs = torch.sigmoid(logits if Wr is None else logits + x @ Wr).numpy()
         offsets = np.asarray([0, probs.shape[0]])
         for j, reading in enumerate(readings):
             out[i, j] = response_scores(probs[:, j], offsets, reading)[0]

@@ -79,7 +79,7 @@ class CEMetrics:
 @torch.no_grad()
 def ce_loss_recovered(
     model: Any, sae: Any, hook_name: str, sequences: Sequence[torch.Tensor], special_ids: Sequence[int],
-    batch_tokens: int = 2048,
+    batch_tokens: int = 2048, weights: str = "fp32",
 ) -> CEMetrics:
     """Next-token CE over ``sequences`` (1-D token tensors) clean, with the SAE spliced in,
     and with the residual zeroed at ``hook_name``; see the module docstring."""
@@ -87,7 +87,7 @@ def ce_loss_recovered(
     from monitor.engine.hooks import hook_scope
     from monitor.guard.positions import monitorable
 
-    ff = FastForward(model)
+    ff = FastForward(model, weights)  # type: ignore[arg-type]
     mode = {"m": "clean"}
 
     def splice(x: torch.Tensor, hook: Any = None) -> torch.Tensor | None:  # noqa: ARG001 - hook signature

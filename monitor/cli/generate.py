@@ -14,6 +14,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "qwen2.5-coder-1.5b-instruct (`saeguard models`) or hf:<name>")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--weights", default="fp32", choices=["fp32", "bf16", "int4"],
+                   help="the fast path's weight format (default fp32; int4/bf16: CPU only, README \"Weight formats\")")
 
 
 def register(subparsers: Any) -> None:
@@ -38,6 +40,7 @@ def load_engine(args: argparse.Namespace) -> Any:
 
     from monitor.cli import CliError
     from monitor.engine import Engine
+    from monitor.engine.weights import WeightFormatError
     from monitor.model import ModelSpecError, load_model
 
     torch.set_num_threads(max(1, args.threads))
@@ -45,7 +48,10 @@ def load_engine(args: argparse.Namespace) -> Any:
         lm = load_model(args.model, device=args.device)
     except ModelSpecError as exc:
         raise CliError(str(exc)) from None
-    return lm, Engine.from_loaded(lm)
+    try:
+        return lm, Engine.from_loaded(lm, weights=getattr(args, "weights", "fp32"))
+    except WeightFormatError as exc:
+        raise CliError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 FLAG_FIELDS = {
     "host": "host", "port": "port", "model": "model", "model_id": "model_id", "device": "device",
-    "threads": "threads", "pack": "pack_dir", "policy": "policy", "redis": "redis_url", "stream": "stream",
+    "threads": "threads", "weights": "weights", "pack": "pack_dir", "policy": "policy", "redis": "redis_url", "stream": "stream",
     "spool_dir": "spool_dir", "auth_token": "auth_token", "max_prompt_tokens": "max_prompt_tokens",
     "max_tokens_cap": "max_tokens_cap", "shutdown_timeout": "shutdown_timeout_s", "max_batch": "max_batch",
     "max_queue": "max_queue", "dedup_ttl": "dedup_ttl_s", "redis_wait_replicas": "redis_wait_replicas",
@@ -24,6 +24,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model-id", help="id clients send as `model` (default: the model spec)")
     p.add_argument("--device", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    p.add_argument("--weights", choices=["fp32", "bf16", "int4"],
+                   help="the fast path's weight format (default fp32; README \"Weight formats\")")
     p.add_argument("--pack", metavar="DIR", help="guard pack (default classifiers/packs/smollm2-135m-instruct)")
     p.add_argument("--policy", metavar="FILE", help="policy file (default policies/default.yaml)")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; "

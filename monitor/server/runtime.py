@@ -129,6 +129,7 @@ class Runtime:
     def build(cls, settings: ServerSettings, loaded_model: Any = None) -> Runtime:
         """Load model, pack and policy and wire the sink; nothing starts yet."""
         from monitor.engine import Engine
+        from monitor.engine.weights import WeightFormatError
         from monitor.guard import Guard
         from monitor.model import ModelSpecError, load_model
         from monitor.pack import PackError, load_pack
@@ -172,7 +173,10 @@ class Runtime:
                                     model_spec=loaded_model.spec)
         except PackError as exc:
             raise StartupError(f"guard pack: {exc}") from None
-        engine = Engine.from_loaded(loaded_model)
+        try:
+            engine = Engine.from_loaded(loaded_model, weights=settings.weights)
+        except WeightFormatError as exc:
+            raise StartupError(f"weights: {exc}") from None
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
         scheduler: Scheduler
         if settings.max_batch > 1 and engine.supports_batching:

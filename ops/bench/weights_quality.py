@@ -1,0 +1,198 @@
+"""Quality gates of the fast path's weight formats against fp32, on a model and its pack.
+
+    .venv/bin/python ops/bench/weights_quality.py --model qwen2.5-coder-0.5b-instruct \
+        --pack classifiers/packs/qwen2.5-coder-0.5b-instruct [--formats bf16,int4] [--threads 2]
+        [--ce-tokens 4000] [--probe-chats 120] [--out ops/bench/results/weights_quality_<model>.json]
+
+Per format, measured in the same process against fp32:
+
+- **logits**: max and mean |logit - fp32 logit| over the eval tokens (teacher-forced);
+- **greedy**: ten prompts, 64 greedy tokens each: the share of the 640 positions where the
+  format's next token (teacher-forced on fp32's continuation) equals fp32's, and how many
+  prompts generate the identical 64 tokens on their own;
+- **hook**: relative error ||x - x_fp32|| / ||x_fp32|| of the residual at the pack's hook
+  (monitored positions: no attention sink, no special tokens);
+- **SAE**: explained variance on those residuals and CE loss recovered (clean / SAE
+  spliced / zero-ablated, all three run in the format) on the pack's eval slice;
+- **probes** (a pack with probes): each probe's AUROC on its concept's cross-source set,
+  scored as the guard scores (:func:`classifiers.probes.runtime_eval.score_chats`).
+
+``passes`` is true when every probe moves by <= 0.01 AUROC, EV and CE recovered by <= 0.01,
+and greedy agreement is >= 0.95: the README's rule for which format a pack may run with.
+Prints progress, then ONE JSON line (also written to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper who finds a mysterious message in a bottle.",
+    "What is the capital of Australia?",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Give me three tips for sleeping better.",
+    "Explain how a hash map works to a new programmer.",
+    "Is it safe to store passwords with MD5? Explain.",
+    "Summarise the causes of the First World War in a paragraph.",
+    "Write a SQL query that returns the ten most recent orders.",
+    "My friend says the Great Wall of China is visible from space. Is that true?",
+    "Translate 'good morning, how are you?' into French and Spanish.",
+]
+HELD_OUT = {"deception": "deception_truthfulqa", "sycophancy": "sycophancy_pressure_replies",
+            "unsafe_code": "code_safecoder_secnew", "bias": "bias_winobias"}
+AUROC_TOL, SAE_TOL, GREEDY_MIN = 0.01, 0.01, 0.95
+
+
+def log(msg: str) -> None:
+    print(f"[weights_quality] {msg}", file=sys.stderr, flush=True)
+
+
+def greedy(engine: Any, prompts: list[list[int]], n: int) -> list[list[int]]:
+    from monitor.engine import SamplingParams
+
+    out = []
+    for p in prompts:
+        g = engine.generation(p, SamplingParams(max_tokens=n))
+        list(g)
+        out.append(list(g.completion_ids))
+    return out
+
+
+@torch.inference_mode()
+def forward_all(ff: Any, model: Any, seqs: list[torch.Tensor], hook: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(logits, hook residual) per sequence, one at a time (no padding effects)."""
+    from monitor.engine.hooks import capture
+
+    logits, resid = [], []
+    with capture(model, {"x": hook}) as got:
+        for s in seqs:
+            r = ff.forward(s[None].long(), ff.new_cache(batch=1, capacity=len(s)))
+            logits.append(ff.logits(r)[0])
+            resid.append(got["x"][0].clone())
+    return logits, resid
+
+
+def main() -> int:  # noqa: PLR0915 - one linear measurement
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--pack", required=True)
+    ap.add_argument("--formats", default="bf16,int4")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ce-tokens", type=int, default=4000)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--probe-chats", type=int, default=120, help="chats per probe's cross-source set (0: skip)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from classifiers.datasets.registry import load_transcripts
+    from classifiers.probes.metrics import auroc
+    from classifiers.probes.runtime_eval import probe_reading, score_chats
+    from classifiers.sae.corpus import CorpusConfig, ensure_corpus
+    from classifiers.sae.metrics import ce_loss_recovered
+    from classifiers.sae.pipeline import eval_sequences
+    from monitor.engine import Engine
+    from monitor.engine.fastpath import FastForward
+    from monitor.model import load_model
+    from monitor.pack import load_pack
+
+    t_start = time.perf_counter()
+    lm = load_model(args.model)
+    pack = load_pack(args.pack)
+    pack.check_model(lm.spec, lm.weights_sha256)
+    sae, hook = pack.sae, pack.hook_name
+    layer = int(hook.split(".")[1])
+    work = ROOT / "var" / "sae" / (args.model if args.model != "smollm2-135m-instruct" else "")
+    corpus = ensure_corpus(CorpusConfig(ROOT.parent / "shared" / "datasets"), lm.tokenizer, work / "corpus")
+    seqs = eval_sequences(corpus, args.ce_tokens)
+    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
+    masks = [(~torch.isin(s.long(), special)) & (torch.arange(len(s)) > 0) for s in seqs]
+    base_engine = Engine.from_loaded(lm)
+    prompts = [base_engine.render([{"role": "user", "content": q}]) for q in PROMPTS]
+    ref_tokens = greedy(base_engine, prompts, args.tokens)
+    forced = [torch.tensor(p + t) for p, t in zip(prompts, ref_tokens, strict=True)]
+
+    probe_sets: dict[str, Any] = {}
+    if pack.probes is not None and args.probe_chats:
+        for rec in pack.probes.probes:
+            ts = load_transcripts(HELD_OUT[rec.concept])
+            rng = np.random.default_rng(0)
+            pick = rng.permutation(len(ts))[: args.probe_chats]
+            probe_sets[rec.name] = ([ts[i].messages for i in pick], np.array([ts[i].label for i in pick]))
+
+    results: dict[str, Any] = {}
+    ref: dict[str, Any] = {}
+    for fmt in ["fp32", *[f for f in args.formats.split(",") if f != "fp32"]]:
+        t0 = time.perf_counter()
+        ff = FastForward(lm.model, fmt)  # type: ignore[arg-type]
+        logits, resid = forward_all(ff, lm.model, seqs, hook)
+        flogits, _ = forward_all(ff, lm.model, forced, hook)
+        x = torch.cat([r[m] for r, m in zip(resid, masks, strict=True)])
+        with torch.no_grad():
+            recon = sae.decode(sae.encode(x))
+        ev = float(1 - (x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+        ce = ce_loss_recovered(lm.model, sae, hook, seqs, lm.tokenizer.all_special_ids, weights=fmt)
+        row: dict[str, Any] = {"explained_variance": round(ev, 4), "ce_loss_recovered": round(ce.ce_loss_recovered, 4),
+                               "ce_clean": round(ce.ce_clean, 4)}
+        probes: dict[str, float] = {}
+        for name, (chats, y) in probe_sets.items():
+            assert pack.probes is not None
+            rec = next(r for r in pack.probes.probes if r.name == name)
+            scored = score_chats(lm, sae, layer, rec.weights[:, None], np.asarray([rec.bias]),
+                                 [probe_reading(dict(rec.extra))], chats, log_every=0,
+                                 W_resid=None if rec.resid_weights is None else rec.resid_weights[:, None], weights=fmt)
+            ok = np.isfinite(scored.scores[:, 0])
+            probes[name] = round(auroc(scored.scores[ok, 0], y[ok]), 4)
+        row["probe_auroc"] = probes
+        if fmt == "fp32":
+            ref = {"logits": logits, "resid": x, "flogits": flogits, "row": row}
+        else:
+            dl = torch.cat([(a - b).abs().flatten() for a, b in zip(logits, ref["logits"], strict=True)])
+            agree = [float((fl[len(p) - 1 : -1].argmax(-1) == torch.tensor(t)).float().mean())
+                     for fl, p, t in zip(flogits, prompts, ref_tokens, strict=True)]
+            own = greedy(Engine(lm.model, lm.tokenizer, lm.stop_token_ids, weights=fmt), prompts, args.tokens)  # type: ignore[arg-type]
+            row.update({
+                "logits_max_abs_diff": round(float(dl.max()), 4), "logits_mean_abs_diff": round(float(dl.mean()), 5),
+                "greedy_agreement_teacher_forced": round(float(np.mean(agree)), 4),
+                "prompts_identical_64": sum(a == b for a, b in zip(own, ref_tokens, strict=True)),
+                "hook_relative_error": round(float((x - ref["resid"]).norm() / ref["resid"].norm()), 5),
+                "delta_explained_variance": round(row["explained_variance"] - ref["row"]["explained_variance"], 4),
+                "delta_ce_loss_recovered": round(row["ce_loss_recovered"] - ref["row"]["ce_loss_recovered"], 4),
+                "delta_probe_auroc": {k: round(v - ref["row"]["probe_auroc"][k], 4) for k, v in probes.items()},
+            })
+            row["passes"] = bool(
+                abs(row["delta_explained_variance"]) <= SAE_TOL and abs(row["delta_ce_loss_recovered"]) <= SAE_TOL
+                and row["greedy_agreement_teacher_forced"] >= GREEDY_MIN
+                and all(abs(d) <= AUROC_TOL for d in row["delta_probe_auroc"].values()))
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        results[fmt] = row
+        log(f"{fmt}: {row}")
+        del ff
+    out = {"model": lm.spec, "pack": str(Path(args.pack)), "hook": hook, "formats": results,
+           "eval_tokens": int(sum(len(s) for s in seqs)), "prompts": len(PROMPTS), "tokens": args.tokens,
+           "probe_chats": args.probe_chats, "threads": args.threads, "torch": torch.__version__,
+           "rule": f"passes: |dAUROC| <= {AUROC_TOL} per probe, |dEV|, |dCE rec| <= {SAE_TOL}, "
+                   f"teacher-forced greedy agreement >= {GREEDY_MIN}",
+           "seconds": round(time.perf_counter() - t_start, 1), "load_average": [round(v, 2) for v in os.getloadavg()]}
+    text = json.dumps(out)
+    dest = Path(args.out) if args.out else ROOT / "ops" / "bench" / "results" / f"weights_quality_{lm.spec}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
