@@ -108,3 +108,21 @@ def test_unknown_formats_and_gpu_low_bit_are_refused():
         check_format("int4", "cuda")
     assert check_format("fp32", "cuda") == "fp32"
     assert isinstance(stored(torch.randn(4, 32), "fp32"), torch.Tensor)
+
+
+def test_a_low_bit_format_without_the_fast_path_is_refused():
+    model = toy_model(**WIDE)
+    handle = model.hook_dict["blocks.0.attn.hook_pattern"].register_forward_hook(lambda *a: None)
+    try:
+        with pytest.raises(WeightFormatError, match="needs the fast path"):
+            Engine(model, ToyTokenizer(), weights="int4")
+    finally:
+        handle.remove()
+
+
+def test_the_daemon_setting_names_the_formats():
+    from monitor.server.settings import SettingsError, load_settings
+
+    assert load_settings(weights="int4").weights == "int4"
+    with pytest.raises(SettingsError, match="weights"):
+        load_settings(weights="int3")
