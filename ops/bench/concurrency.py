@@ -1,7 +1,8 @@
 """Aggregate streaming throughput at 1, 4 and 8 concurrent clients (continuous batching).
 
     .venv/bin/python ops/bench/concurrency.py [--levels 1,4,8] [--rounds 2] [--max-tokens 64]
-        [--threads 2] [--max-batch 8] [--policy policies/default.yaml]
+        [--threads 2] [--max-batch 8] [--policy policies/default.yaml] [--weights fp32|bf16|int4]
+        [--model SPEC --pack DIR]
 
 Starts a private redis-server and a real ``saeguard serve`` (committed guard pack, the
 given policy: the default one monitors every token), warms it up, then for each level
@@ -71,12 +72,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="daemon torch threads (default 2)")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--policy", type=Path, default=harness.ROOT / "policies" / "default.yaml")
+    ap.add_argument("--weights", default="fp32", help="the daemon's weight format (default fp32)")
+    ap.add_argument("--model", default=None, help="model spec (default: the daemon's default)")
+    ap.add_argument("--pack", default=None, help="guard pack for --model")
     args = ap.parse_args()
+    model_args = [*(["--model", args.model] if args.model else []), *(["--pack", args.pack] if args.pack else [])]
     levels = [int(x) for x in args.levels.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp, harness.private_redis() as redis_srv, \
             harness.daemon(redis_srv.url, Path(tmp), policy_file=args.policy, threads=args.threads,
-                           extra=["--max-batch", str(args.max_batch)]) as d:
+                           extra=["--max-batch", str(args.max_batch), "--weights", args.weights, *model_args]) as d:
         harness.progress("warmup")
         with httpx.Client() as c:
             warm = harness.stream_chat(c, d.base, prompt(0), max_tokens=16)
@@ -97,7 +102,8 @@ def main() -> int:
             result[f"speedup_{n}"] = round(per_level[n]["tok_s"] / per_level[base_level]["tok_s"], 2)
     result["levels"] = {str(n): {k: round(v, 3) for k, v in m.items()} for n, m in per_level.items()}
     result["params"] = {"rounds": args.rounds, "max_tokens": args.max_tokens, "threads": args.threads,
-                        "max_batch": args.max_batch, "policy": str(args.policy)}
+                        "max_batch": args.max_batch, "policy": str(args.policy), "weights": args.weights,
+                        "model": args.model or "smollm2-135m-instruct"}
     result["machine"] = harness.machine()
     harness.result_line(result)
     return 0

@@ -2,7 +2,7 @@
 monitoring tap, and with a clamping tap. One process, same machine, interleaved repeats.
 
     .venv/bin/python ops/bench/generation.py [--model SPEC] [--repeats 3] [--tokens 64] [--threads 2]
-                                             [--cold] [--skip-stock]
+                                             [--cold] [--skip-stock] [--formats bf16,int4]
 
 Prints progress lines, then ONE JSON line (the last line) with tok/s per variant (median
 of the repeats) and the ratios against HF measured in this same run, the start-up times
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -87,7 +88,7 @@ def _gguf_kind(spec: str) -> str:
     return ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
-def _llamacpp(spec: str, threads: int, n_ctx: int) -> object | None:
+def _llamacpp(spec: str, threads: int, n_ctx: int) -> Any:
     """llama.cpp on the model's verified GGUF, or None when llama-cpp-python is not installed."""
     try:
         from llama_cpp import Llama
@@ -111,6 +112,9 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true",
                     help="also time a cold start: dequantize the GGUF into an empty temporary cache")
     ap.add_argument("--skip-stock", action="store_true", help="skip the slow stock TransformerLens run")
+    ap.add_argument("--formats", default="", help="also time the clamping tap with these weight formats "
+                    "(comma-separated: bf16,int4), as engine_clamp_<format>_tok_s")
+    ap.add_argument("--skip-hf", action="store_true", help="no HF generate (saves its memory: the ratios vs HF go)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,8 +127,10 @@ def main() -> int:
     starts = _start_times(args.model, args.cold)
     lm = load_model(args.model)
     stock = load_model(args.model, fast=False) if not args.skip_stock else None
-    hf = AutoModelForCausalLM.from_pretrained(lm.hf_dir, dtype=torch.float32).eval()
+    hf = None if args.skip_hf else AutoModelForCausalLM.from_pretrained(lm.hf_dir, dtype=torch.float32).eval()
     engine = Engine(lm.model, lm.tokenizer, stop_token_ids=())  # no EOS: always N tokens
+    fmt_engines = {f: Engine(lm.model, lm.tokenizer, stop_token_ids=(), weights=f)  # type: ignore[arg-type]
+                   for f in args.formats.split(",") if f}
     prompt = engine.render(PROMPT)
     n = args.tokens
     d_model = lm.model.cfg.d_model
@@ -155,6 +161,7 @@ def main() -> int:
         return x + (clamp_val - z[..., clamp_idx]) @ W_dec[clamp_idx]
 
     def run_hf() -> float:
+        assert hf is not None
         ids = torch.tensor([prompt])
         t = time.perf_counter()
         with torch.inference_mode():
@@ -172,14 +179,14 @@ def main() -> int:
                                  stop_at_eos=False, verbose=False)
         return n / (time.perf_counter() - t)
 
-    def run_engine(cb: object = None) -> float:
+    def run_engine(cb: object = None, eng: Engine = engine) -> float:
         t = time.perf_counter()
         if cb is None:
-            gen = engine.generation(prompt, SamplingParams(max_tokens=n))
+            gen = eng.generation(prompt, SamplingParams(max_tokens=n))
             toks = sum(1 for e in gen if e.token_id >= 0)
         else:
             with Tap(lm.model, hook, cb) as tap:  # type: ignore[arg-type]
-                gen = engine.generation(prompt, SamplingParams(max_tokens=n), taps=[tap])
+                gen = eng.generation(prompt, SamplingParams(max_tokens=n), taps=[tap])
                 toks = sum(1 for e in gen if e.token_id >= 0)
         dt = time.perf_counter() - t
         assert toks == n
@@ -201,10 +208,11 @@ def main() -> int:
         return n / dt
 
     variants = {
-        "hf_tok_s": run_hf,
+        **({"hf_tok_s": run_hf} if hf is not None else {}),
         "engine_tok_s": run_engine,
         "engine_tap_tok_s": lambda: run_engine(monitor_cb),
         "engine_clamp_tok_s": lambda: run_engine(clamp_cb),
+        **{f"engine_clamp_{f}_tok_s": (lambda e=e: run_engine(clamp_cb, e)) for f, e in fmt_engines.items()},
     }
     if stock is not None:
         variants["tl_stock_tok_s"] = run_stock
@@ -212,19 +220,24 @@ def main() -> int:
         variants["llamacpp_tok_s"] = run_llamacpp
         run_llamacpp()  # warm-up
     run_engine()  # warm-up
-    run_hf()
+    for e in fmt_engines.values():
+        run_engine(clamp_cb, e)
+    if hf is not None:
+        run_hf()
     results: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.repeats):
         for name, fn in variants.items():
             results[name].append(fn())
             print(f"repeat {r + 1}/{args.repeats} {name}={results[name][-1]:.2f}", file=sys.stderr, flush=True)
     med = {k: round(statistics.median(v), 2) for k, v in results.items()}
+    clamps = {"": "engine_clamp_tok_s", **{f"_{f}": f"engine_clamp_{f}_tok_s" for f in fmt_engines}}
     out = {
         **med,
-        "ratio_engine_vs_hf": round(med["engine_tok_s"] / med["hf_tok_s"], 3),
-        "ratio_tap_vs_hf": round(med["engine_tap_tok_s"] / med["hf_tok_s"], 3),
-        "ratio_clamp_vs_hf": round(med["engine_clamp_tok_s"] / med["hf_tok_s"], 3),
-        **({"ratio_clamp_vs_llamacpp": round(med["engine_clamp_tok_s"] / med["llamacpp_tok_s"], 3),
+        **({"ratio_engine_vs_hf": round(med["engine_tok_s"] / med["hf_tok_s"], 3),
+            "ratio_tap_vs_hf": round(med["engine_tap_tok_s"] / med["hf_tok_s"], 3),
+            **{f"ratio_clamp{sfx}_vs_hf": round(med[k] / med["hf_tok_s"], 3) for sfx, k in clamps.items()}}
+           if hf is not None else {}),
+        **({**{f"ratio_clamp{sfx}_vs_llamacpp": round(med[k] / med["llamacpp_tok_s"], 3) for sfx, k in clamps.items()},
             "llamacpp_gguf": _gguf_kind(args.model)} if llama is not None else {"llamacpp_tok_s": None}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "tokens": n, "repeats": args.repeats, "threads": args.threads, "prompt_tokens": len(prompt),
