@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", type=int, default=0, help="time this many layers (default: all)")
     ap.add_argument("--formats", default="fp32,bf16,int8,int4")
+    ap.add_argument("--out", default=None, help="also write the JSON here (default ops/bench/results/weights_dtype.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_layers, mats = shapes(args.model)
@@ -129,6 +130,10 @@ def main() -> int:
            "layers_timed": n_layers, "model": args.model, "threads": args.threads, "repeats": args.repeats,
            "torch": torch.__version__, "load_average": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(out))
+    from pathlib import Path
+
+    dest = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "weights_dtype.json"
+    dest.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
