@@ -83,13 +83,28 @@ class DenseFit:
     b: float
 
 
+def mean_rows(tok: TokenResiduals, items: Sequence[int]) -> np.ndarray:
+    """[n_items, d] float32: each item's answer tokens averaged."""
+    return np.stack([tok.X[tok.offsets[i] : tok.offsets[i + 1]].astype(np.float32).mean(0) for i in items])
+
+
+ROWS = ("tokens", "mean")
+"""What a training row is: one answer token (up to :data:`TOKENS_PER_ITEM` per answer), or
+an answer's mean residual (the pooled study's rows; a linear probe on the mean is the mean
+of its per-token logits, which the policy window approximates)."""
+
+
 def fit_dense(tok: TokenResiduals, labels: np.ndarray, groups: Sequence[str], train: Sequence[int],
-              layer: int) -> DenseFit:
-    """Fit on up to :data:`TOKENS_PER_ITEM` answer tokens of each training item."""
-    X, owner = token_rows(tok, train)
+              layer: int, rows: str = "tokens") -> DenseFit:
+    """Fit on the training items' rows (:data:`ROWS`)."""
+    if rows == "mean":
+        X = mean_rows(tok, train)
+        owner = np.asarray(train)
+    else:
+        X, owner = token_rows(tok, train)
     y = np.asarray(labels)[owner]
     g = [groups[i] for i in owner]
-    probe = fit_probe(X, y, g, layer, "token")
+    probe = fit_probe(X, y, g, layer, rows)
     w, b = fold(probe)
     return DenseFit(probe, w, b)
 

@@ -11,7 +11,8 @@ Per format, measured in the same process against fp32:
   format's next token (teacher-forced on fp32's continuation) equals fp32's, and how many
   prompts generate the identical 64 tokens on their own;
 - **hook**: relative error ||x - x_fp32|| / ||x_fp32|| of the residual at the pack's hook
-  (monitored positions: no attention sink, no special tokens);
+  over the positions the guard monitors (``monitorable``: no attention sink, no special
+  tokens, no sink-like rows; fixed by the fp32 run);
 - **SAE**: explained variance on those residuals and CE loss recovered (clean / SAE
   spliced / zero-ablated, all three run in the format) on the pack's eval slice;
 - **probes** (a pack with probes): each probe's AUROC on its concept's cross-source set,
@@ -105,6 +106,7 @@ def main() -> int:  # noqa: PLR0915 - one linear measurement
     from classifiers.sae.pipeline import eval_sequences
     from monitor.engine import Engine
     from monitor.engine.fastpath import FastForward
+    from monitor.guard.positions import monitorable
     from monitor.model import load_model
     from monitor.pack import load_pack
 
@@ -117,8 +119,7 @@ def main() -> int:  # noqa: PLR0915 - one linear measurement
     work = ROOT / "var" / "sae" / (args.model if args.model != "smollm2-135m-instruct" else "")
     corpus = ensure_corpus(CorpusConfig(ROOT.parent / "shared" / "datasets"), lm.tokenizer, work / "corpus")
     seqs = eval_sequences(corpus, args.ce_tokens)
-    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
-    masks = [(~torch.isin(s.long(), special)) & (torch.arange(len(s)) > 0) for s in seqs]
+    special = sorted(set(lm.tokenizer.all_special_ids))
     base_engine = Engine.from_loaded(lm)
     prompts = [base_engine.render([{"role": "user", "content": q}]) for q in PROMPTS]
     ref_tokens = greedy(base_engine, prompts, args.tokens)
@@ -139,6 +140,8 @@ def main() -> int:  # noqa: PLR0915 - one linear measurement
         ff = FastForward(lm.model, fmt)  # type: ignore[arg-type]
         logits, resid = forward_all(ff, lm.model, seqs, hook)
         flogits, _ = forward_all(ff, lm.model, forced, hook)
+        if fmt == "fp32":  # the guard's positions (no sink, no special tokens, no sink-like rows), fixed by fp32
+            masks = [monitorable(s.long(), special_ids=special, resid=r).mask for s, r in zip(seqs, resid, strict=True)]
         x = torch.cat([r[m] for r, m in zip(resid, masks, strict=True)])
         with torch.no_grad():
             recon = sae.decode(sae.encode(x))

@@ -40,6 +40,7 @@ from classifiers.datasets.types import Transcript  # noqa: E402
 from classifiers.dense.extract import TokenResiduals, token_residuals  # noqa: E402
 from classifiers.dense.ship import (  # noqa: E402
     READINGS,
+    ROWS,
     TOKENS_PER_ITEM,
     DenseFit,
     effective_feature_weights,
@@ -168,6 +169,8 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--datasets-root", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--dry-run", type=int, default=None, metavar="LAYER",
+                    help="fit, calibrate and evaluate at LAYER and print the numbers; no pack needed, nothing written")
     ap.add_argument("--extract-only", type=int, default=None, metavar="LAYER",
                     help="only cache the per-token residuals at LAYER (no pack needed: start it while the SAE trains)")
     args = ap.parse_args()
@@ -186,8 +189,8 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
         tokens.get("benign_chat", benign)
         tokens.get("hh_rlhf_harmless_refusals", harmless)
         return 0
-    pack = load_pack(pack_dir, check_probes=False)
-    layer = int(pack.hook_name.split(".")[1])
+    pack = None if args.dry_run is not None else load_pack(pack_dir, check_probes=False)
+    layer = args.dry_run if pack is None else int(pack.hook_name.split(".")[1])
     tokens = Tokens(args.model, work, layer, args.threads)
     tok_benign = tokens.get("benign_chat", benign)
     tok_harmless = tokens.get("hh_rlhf_harmless_refusals", harmless)
@@ -201,10 +204,19 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
         val = np.array([group_unit("study", g, 0) < 0.2 for g in groups])
         train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
         t0 = time.perf_counter()
-        fit = fit_dense(tok, y, groups, train_idx, layer)
-        logits = token_logits(tok, fit.w, fit.b)
-        val_auc = {r.name: auroc(reading_scores(logits, tok, val_idx, r), y[val_idx]) for r in READINGS}
-        reading: Reading = next(r for r in READINGS if val_auc[r.name] == max(val_auc.values()))
+        # rows and window chosen together on the in-source validation split (never a held-out source)
+        val_auc: dict[str, float] = {}
+        fits: dict[str, tuple[DenseFit, np.ndarray]] = {}
+        for rows_kind in ROWS:
+            f = fit_dense(tok, y, groups, train_idx, layer, rows=rows_kind)
+            lg = token_logits(tok, f.w, f.b)
+            fits[rows_kind] = (f, lg)
+            for r in READINGS:
+                val_auc[f"{rows_kind}/{r.name}"] = auroc(reading_scores(lg, tok, val_idx, r), y[val_idx])
+        best = max(val_auc, key=lambda k: val_auc[k])
+        rows_kind, reading_name = best.split("/")
+        fit, logits = fits[rows_kind]
+        reading: Reading = next(r for r in READINGS if r.name == reading_name)
         r_val = reading_scores(logits, tok, val_idx, reading)
         r_benign = reading_scores(token_logits(tok_benign, fit.w, fit.b), tok_benign, range(len(benign)), reading)
         cal = calibrate_scores(r_val[y[val_idx] == 0], r_benign, reading)
@@ -221,17 +233,33 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
                        "alert_rate_pos": round(float(np.mean(rh[yh == 1] >= thr)), 3),
                        "alert_rate_neg": round(float(np.mean(rh[yh == 0] >= thr)), 3)}
             curves.append(RocCurve(f"{concept} -> {h}", rh, yh))
+        alternatives = {}
+        for kind, (f_alt, _) in fits.items():  # the other row kind at its own best window: reported, not shipped
+            if kind == rows_kind:
+                continue
+            r_alt = next(r for r in READINGS if f"{kind}/{r.name}" == max(
+                (k for k in val_auc if k.startswith(kind + "/")), key=lambda k: val_auc[k]))
+            alternatives[f"{kind}/{r_alt.name}"] = {
+                h: round(auroc(reading_scores(token_logits(tokens.get(h, sets[h]), f_alt.w, f_alt.b),
+                                              tokens.get(h, sets[h]), range(len(sets[h])), r_alt),
+                               np.array([t.label for t in sets[h]])), 4) for h in fr.held_out}
         met = all(c["auroc"] >= GOAL_AUROC[concept] and c["tpr_at_1pct_fpr"] >= 0.5
                   and c["auroc"] - c["tfidf_auroc"] >= 0.25 for c in held.values())
+        if pack is None:
+            log.info("dry_run", concept=concept, rows=rows_kind, window=reading.name, val_auc=val_auc, held=held, met=met,
+                     alternatives=alternatives,
+                     benign_fpr=cal.benign_fpr, harmless=round(float(np.mean(r_harm >= thr)), 3), C=fit.probe.C)
+            continue
         top, evidence = explain(fit, pack.sae, tok, [int(i) for i in train_idx if y[i] == 1], pack.features)
         metrics = {"in_source_val_auroc_by_window": {k: round(v, 4) for k, v in val_auc.items()},
+                   "held_out_auroc_not_shipped_rows": alternatives,
                    "in_source_val": evaluate(r_val, y[val_idx]), "held_out": held,
                    "benign_alert_rate_at_1pct": cal.benign_fpr.get(fpr_key(0.01)),
                    "harmless_answer_alert_rate_at_1pct": round(float(np.mean(r_harm >= thr)), 3),
                    "harmless_answer_n": len(harmless), "meets_goal": met,
                    "goal": f"held-out AUROC >= {GOAL_AUROC[concept]}, TPR@1%FPR >= 0.5, +0.25 over tf-idf"}
         training = {"framing": fr.name, "sets": fr.train_set.split("+"), "n_train_transcripts": int(train_idx.size),
-                    "tokens_per_transcript": TOKENS_PER_ITEM, "C": fit.probe.C, "cv_auroc": round(fit.probe.cv_auroc, 4),
+                    "rows": rows_kind if rows_kind == "mean" else f"up to {TOKENS_PER_ITEM} answer tokens per transcript", "C": fit.probe.C, "cv_auroc": round(fit.probe.cv_auroc, 4),
                     "split": "group_unit('study', group, seed 0) < 0.2 -> validation",
                     "calibration": {"window": reading.to_json(), "n_negatives": cal.n_negatives,
                                     "n_benign": cal.n_benign, "achieved_fpr": cal.achieved_fpr},
@@ -247,6 +275,8 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
         rows.append((concept, fr.name, reading, metrics, training))
         log.info("shipped", concept=concept, framing=fr.name, window=reading.name, meets_goal=met,
                  held_out={h: c["auroc"] for h, c in held.items()}, seconds=round(time.perf_counter() - t0))
+    if pack is None:
+        return 0
     sae_sha = file_sha256(pack_dir / "sae" / SAE_WEIGHTS)
     save_probes(pack_dir / "probes", records, pack.hook_name, extra={
         "sae_sha256": sae_sha, "feature_basis": "resid", "model_weights_sha256": pack.manifest.model.weights_sha256,
