@@ -373,9 +373,12 @@ kept the true one ("held", 0), or was unclear (dropped).
 ROC curves of each framing's mean-pooled layer ensemble on its held-out sources:
 {', '.join(f'[{p.stem}]({p.name})' for p in sorted(out_dir.glob('roc_dense_*.png')))}.
 """
+    shipped = out_dir / "SHIPPED.md"
+    if shipped.is_file():  # what ops/research/dense_ship.py put in the pack, scored as the guard scores
+        text = text.replace("## Summary", shipped.read_text(encoding="utf-8").rstrip() + "\n\n## Summary", 1)
     notes = out_dir / "NOTES.md"
     if notes.is_file():  # the hand-written reading of the numbers, kept across reruns
-        text = text.replace("## Summary", notes.read_text(encoding="utf-8").rstrip() + "\n\n## Summary", 1)
+        text = text.replace("## ", notes.read_text(encoding="utf-8").rstrip() + "\n\n## ", 1)
     (out_dir / "REPORT.md").write_text(text, encoding="utf-8")
 
 
