@@ -191,3 +191,92 @@ def test_the_models_pack_explains_its_live_residual_and_belongs_to_it_alone(qwen
     other = "smollm2-135m-instruct"
     with pytest.raises(PackError, match=f"was built for model {lm.spec}.*but the model is {other}"):
         pack.check_model(other, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+
+
+def test_int4_weights_keep_the_answer_and_what_the_pack_reads(qwen):
+    """The int4 weight format on the real model: the answer starts the same, teacher-forced
+    on the fp32 answer the int4 next token agrees at >= 85% of its positions, and the
+    middle layer's residual stays within 20% relative error over the monitored positions.
+    (Loose on purpose: the 0.5B's file is mostly 5-bit, so int4 loses a bit per weight and
+    measures 14-17% here; whether a format may run with a pack is decided by the quality
+    gates, ops/bench/weights_quality.py, and the README says which pass.)"""
+    from monitor.engine.hooks import capture
+    from monitor.guard.positions import monitorable
+
+    lm, engine = qwen
+    int4 = Engine.from_loaded(lm, weights="int4")
+    prompt = engine.render(MESSAGES)
+    ref = engine.generation(prompt, SamplingParams(max_tokens=48))
+    list(ref)
+    got = int4.generation(prompt, SamplingParams(max_tokens=48))
+    list(got)
+    assert got.completion_ids[:4] == ref.completion_ids[:4]
+    seq = torch.tensor([prompt + ref.completion_ids])
+    hook = f"blocks.{lm.model.cfg.n_layers // 2}.hook_resid_post"
+    outs = {}
+    for name, eng in (("fp32", engine), ("int4", int4)):
+        ff = eng._fast.ff
+        with torch.inference_mode(), capture(lm.model, {"x": hook}) as got_x:
+            logits = ff.logits(ff.forward(seq, ff.new_cache(batch=1, capacity=seq.shape[1])))[0]
+            outs[name] = (logits, got_x["x"][0].clone())
+    n = len(ref.completion_ids)
+    pos = slice(len(prompt) - 1, len(prompt) - 1 + n)
+    agree = (outs["int4"][0][pos].argmax(-1) == outs["fp32"][0][pos].argmax(-1)).float().mean()
+    assert float(agree) >= 0.85
+    keep = monitorable(seq[0], special_ids=lm.tokenizer.all_special_ids, resid=outs["fp32"][1]).mask
+    x, y = outs["fp32"][1][keep], outs["int4"][1][keep]
+    rel = float((y - x).norm() / x.norm())
+    print(f"{lm.spec} int4: next-token agreement {float(agree):.3f}, hook relative error {rel:.3f}")
+    assert rel <= 0.20
+
+
+def test_the_models_dense_probes_score_live_tokens_as_offline_and_alerts_name_features(qwen):
+    """A pack with dense verdict probes (the 1.5B's): the guard's per-token scores during a
+    generation are what the offline runtime scorer computes on the same transcript (so the
+    calibrated thresholds mean the same live), and an alert names labelled SAE features."""
+    import numpy as np
+
+    from classifiers.probes.readings import Reading
+    from classifiers.probes.runtime_eval import score_chats
+    from monitor.guard import Guard
+    from monitor.guard.guard import scope_by_prompt_length
+    from monitor.pack import load_pack
+    from monitor.policy.loader import load_policy_text
+
+    lm, engine = qwen
+    root = Path(__file__).resolve().parents[3] / "classifiers" / "packs" / lm.spec
+    if not (root / "probes" / "probes.json").is_file():
+        pytest.skip(f"no probes in the {lm.spec} pack")
+    pack = load_pack(root)
+    dense = [r for r in pack.probes.probes if r.resid_weights is not None]
+    if not dense:
+        pytest.skip(f"the {lm.spec} pack has no dense probes")
+    guard = Guard.from_pack(pack, lm.tokenizer, model_spec=lm.spec)
+    name = dense[0].name
+    policy = load_policy_text(f"""
+name: t
+mode: enforce
+on_monitor_error: fail_open
+rules:
+  - id: any-{name}
+    when: {{probe: {name}, threshold: 0.0, scope: response}}
+    then:
+      - alert: {{severity: low}}
+""", pack.info)
+    messages = [{"role": "user", "content": "What is the capital of Australia?"}]
+    prompt = engine.render(messages)
+    alerts = []
+    session = guard.session(policy, "req-dense", alerts.append, scope_by_prompt_length(len(prompt)))
+    with guard.attach(lm.model, session) as tap:
+        gen = engine.generation(prompt, SamplingParams(max_tokens=12), taps=[tap], request_id="req-dense")
+        list(gen)
+    live = [r.scores[name] for r in session.reports if r.scope == "response"]
+    assert len(live) >= 3
+    answer = lm.tokenizer.decode(gen.completion_ids, skip_special_tokens=True)
+    rec = dense[0]
+    layer = int(pack.hook_name.split(".")[1])
+    offline = score_chats(lm, pack.sae, layer, rec.weights[:, None], np.asarray([rec.bias]), [Reading(1, "max")],
+                          [[*messages, {"role": "assistant", "content": answer}]], W_resid=rec.resid_weights[:, None])
+    assert offline.scores[0, 0] == pytest.approx(max(live[: len(gen.completion_ids)]), abs=0.02)
+    assert alerts and alerts[0].features
+    assert any(f.label for f in alerts[0].features), "the features behind a verdict carry their labels"
