@@ -45,7 +45,7 @@ def cluster6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, sub
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for port in ports:
-            assert eventually(lambda p=port: ping(p), 10), f"node {port} did not start"
+            assert eventually(lambda p=port: ping(p), 30), f"node {port} did not start in 30 s"
         subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                         "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         assert eventually(lambda: all(cluster_ok(p) for p in ports), 30), "cluster not ok"
