@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--dead-window-tokens", type=int, default=None,
+                   help="a feature silent for this many training tokens is dead and TopK's auxiliary loss "
+                        "revives it (default: a quarter of the run, 50-1000 batches)")
     p.add_argument("--run", required=True, help="run name (directory under <work-dir>/runs); reuse it to resume")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     p.add_argument("--cache-only", action="store_true", help="only pre-tokenize and cache activations")
@@ -111,6 +114,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Path]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import gc
+    from types import SimpleNamespace
+
     from classifiers.sae.cache import hook_layer
     from classifiers.sae.pipeline import prepare, run_training
     from classifiers.sae.train import TrainConfig
@@ -122,13 +128,18 @@ def run_train(args: argparse.Namespace) -> int:
             hook_layer(h)
         cfg = TrainConfig(architecture=args.arch, d_sae=args.d_sae, k=args.k, l0_coefficient=args.l0_coefficient,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          checkpoint_every=args.checkpoint_every, autocast=not args.fp32_train)
+                          checkpoint_every=args.checkpoint_every, autocast=not args.fp32_train,
+                          dead_window_tokens=args.dead_window_tokens)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     lm, ws, root = _setup(args)
     corpus, _, train_paths = prepare(lm, root, ws, hooks, args.train_tokens, bf16_train=not args.fp32_cache)
     if args.cache_only:
         return 0
+    # Training reads the cache only: the run record needs the model's name and hash, not its
+    # weights (7 GB for the 1.5B), so give that memory back before the SAE starts.
+    lm = SimpleNamespace(spec=lm.spec, weights_sha256=lm.weights_sha256)
+    gc.collect()
     try:
         run_dir = run_training(lm, ws, train_paths, hooks[0], cfg, args.run, _command_line(),
                                resume=not args.no_resume)

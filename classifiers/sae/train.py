@@ -55,6 +55,16 @@ class TrainConfig:
     norm_estimate_batches: int = 50
     autocast: bool = True
     """bfloat16 autocast for the SAE matmuls (AMX/AVX512-bf16 CPUs run them ~4x faster)."""
+    dead_window_tokens: int | None = None
+    """A feature that has not fired in this many training tokens counts as dead, and TopK's
+    auxiliary loss (SAELens AuxK: dead features reconstruct the residual error) pulls it
+    back. None: a quarter of the run, between 50 and 1000 batches (what the first packs used).
+    Set it below the held-out slice the pack's dead-feature figure is measured on, or features
+    that fire once in 200k tokens count as alive in training and dead in the report."""
+
+    def __post_init__(self) -> None:
+        if self.dead_window_tokens is not None and self.dead_window_tokens < self.batch_size:
+            raise ValueError(f"--dead-window-tokens {self.dead_window_tokens} is under one batch ({self.batch_size})")
 
 
 def _batch_stream(acts: torch.Tensor, batch: int, seed: int, start_step: int) -> Iterator[torch.Tensor]:
@@ -69,6 +79,12 @@ def _batch_stream(acts: torch.Tensor, batch: int, seed: int, start_step: int) ->
         for b in range(within, per_epoch):
             yield acts[perm[b * batch : (b + 1) * batch]].float()
             step += 1
+
+
+def _dead_window_steps(cfg: TrainConfig, total_steps: int) -> int:
+    if cfg.dead_window_tokens is None:
+        return max(50, min(1000, total_steps // 4))
+    return cfg.dead_window_tokens // cfg.batch_size
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -97,7 +113,7 @@ def train_sae(acts: torch.Tensor, cfg: TrainConfig, shape: SAEShape, run_dir: Pa
         train_batch_size_samples=cfg.batch_size,
         lr=cfg.lr, lr_end=cfg.lr / 10, lr_scheduler_name="constant",
         lr_warm_up_steps=int(cfg.warmup_frac * total_steps), lr_decay_steps=int(cfg.decay_frac * total_steps),
-        dead_feature_window=max(50, min(1000, total_steps // 4)),
+        dead_feature_window=_dead_window_steps(cfg, total_steps),
         feature_sampling_window=10**9, n_checkpoints=0, checkpoint_path=None,
         n_batches_for_norm_estimate=cfg.norm_estimate_batches, autocast=cfg.autocast,
     )

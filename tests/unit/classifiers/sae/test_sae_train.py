@@ -87,3 +87,27 @@ def test_every_architecture_builds_with_normalisation(name: str) -> None:
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown SAE architecture"):
         build_training_sae("nope", _shape())
+
+
+def test_dead_window_under_one_batch_is_refused() -> None:
+    with pytest.raises(ValueError, match="under one batch"):
+        TrainConfig(batch_size=64, dead_window_tokens=10)
+
+
+def test_short_dead_window_revives_features_that_never_fire(tmp_path: Path) -> None:
+    """With a dead window shorter than the run, TopK's auxiliary loss reaches the features
+    that stay silent, and fewer of them are silent on held-out data."""
+    acts = _acts(4000)
+    held = _acts(6000)[4000:].float()
+
+    def silent(cfg: TrainConfig, name: str) -> int:
+        torch.manual_seed(0)
+        sae = train_sae(acts, cfg, SAEShape(d_in=D_IN, d_sae=256, k=4, hook_name="blocks.0.hook_resid_post",
+                                            model_name="toy"), tmp_path / name)
+        return int((sae.encode(held) > 0).sum(0).eq(0).sum())
+
+    base = TrainConfig(architecture="topk", d_sae=256, k=4, batch_size=64, epochs=2.0, checkpoint_every=10_000,
+                       log_every=1000, lr=3e-3)
+    from dataclasses import replace
+    default, short = silent(base, "default"), silent(replace(base, dead_window_tokens=640), "short")
+    assert short < default, (short, default)
