@@ -19,33 +19,50 @@ joins the active prefix. The others' inter-token gap is then one decode step plu
 chunk; the long prompt's own first token comes a few decode steps later than it would
 have. With nobody decoding, prompts are prefilled at once as before. Taps see each chunk
 as a ``prefill`` call starting at the chunk's position.
+
+**Events carry their own scores.** A request with callbacks (a monitored one) gets each
+token's event only after the forward pass over that token, so whatever its callbacks made
+of that position has been made: ``BatchRequest.collect`` (when set) is called right after
+that forward and its result rides on the event as ``TokenEvent.scores``; what it returns
+after the prompt's forward rides on the request's first event as ``prompt_scores``. A
+monitored stream therefore lags one decode step behind the sampler (a policy needs the
+token's scores before the client sees it); an unmonitored one gets each token as it is
+sampled. A token whose forward pass broke the monitor under ``on_tap_error="raise"`` is not
+emitted: what was not monitored is not sent.
+
+This is the only decode loop: :class:`monitor.engine.decode.Generation` is a batch of one
+on it, and it runs on either runner (:mod:`monitor.engine.runner`; the stock runner holds
+one row).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
 from monitor.engine.decode import FinishReason, PromptTooLongError, TokenEvent
 from monitor.engine.detok import IncrementalDecoder
-from monitor.engine.fastpath import FastForward
+from monitor.engine.runner import FastRunner, Runner
 from monitor.engine.sampling import SamplingParams, choose_next
 from monitor.engine.tap import Phase, Tap, TapCall, TapCallback, TapError
 
 
 @dataclass(eq=False)
 class BatchRequest:
-    """One request in a batch. ``callbacks`` are (hook name, tap callback) pairs."""
+    """One request in a batch. ``callbacks`` are (hook name, tap callback) pairs;
+    ``collect`` (optional) is called after each forward pass over the request's positions
+    and its result rides on the event of the token that pass covered (see the module doc)."""
 
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
     callbacks: Sequence[tuple[str, TapCallback]] = ()
     on_tap_error: Literal["raise", "continue"] = "raise"
+    collect: Callable[[], Any] | None = None
     completion_ids: list[int] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     stop_message: str | None = None
@@ -61,6 +78,10 @@ class BatchRequest:
     """Cache row while pending (chunked prefill)."""
     _prefilled: int = 0
     """Prompt tokens already in the cache while pending."""
+    _unsent: TokenEvent | None = None
+    """A monitored request's sampled token, held until the forward pass over it."""
+    _prompt_scores: Any = None
+    _sent_any: bool = False
 
     def stop(self, message: str) -> None:
         if self._stop_requested is None:
@@ -69,6 +90,11 @@ class BatchRequest:
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
+
+    @property
+    def monitored(self) -> bool:
+        """Callbacks watch this request: its events wait for the forward over their token."""
+        return bool(self.callbacks)
 
 
 #: Prompt tokens per prefill chunk when a long prompt joins a running batch. Measured on 2 CPU
@@ -83,13 +109,13 @@ class BatchDecoder:
     """Drives up to ``max_batch`` requests; call :meth:`add` and :meth:`step` from one thread."""
 
     def __init__(self, model: Any, tokenizer: Any, stop_token_ids: Sequence[int] = (), max_batch: int = 8,
-                 ff: FastForward | None = None, prefill_chunk: int | None = PREFILL_CHUNK):
-        self.ff = ff if ff is not None else FastForward(model)
+                 runner: Runner | None = None, prefill_chunk: int | None = PREFILL_CHUNK):
+        self.runner: Runner = runner if runner is not None else FastRunner(model)
         self.model = model
         self.tokenizer = tokenizer
         self.stop_ids = frozenset(int(t) for t in stop_token_ids)
         self.max_batch = max_batch
-        self.cache = self.ff.new_cache(batch=max_batch)
+        self.cache = self.runner.new_cache(batch=max_batch)
         self.prefill_chunk = prefill_chunk
         """Chunk size for long prompts joining a running batch (None: never chunk)."""
         self.active: list[BatchRequest] = []
@@ -156,12 +182,13 @@ class BatchDecoder:
             self._prepare(req, first + i)
             self.active.append(req)
         padded = [r.prompt_ids + [r.prompt_ids[-1]] * (width - len(r.prompt_ids)) for r in reqs]
-        tokens = torch.tensor(padded, dtype=torch.long, device=self.ff.device)
+        tokens = torch.tensor(padded, dtype=torch.long, device=self.runner.device)
         rows = slice(first, first + len(reqs))
         resid = self._forward(tokens, list(reqs), rows, ["prefill"] * len(reqs), lengths)
         for i, req in enumerate(reqs):
             self.cache.lengths[first + i] = lengths[i]
-            req._logits = self.ff.logits(resid[i : i + 1, lengths[i] - 1 : lengths[i], :])[0, -1]
+            req._logits = self.runner.logits(resid[i : i + 1, lengths[i] - 1 : lengths[i], :])[0, -1]
+            self._collect_prompt(req)
         events = self._advance()
         return {r: events.get(r, []) for r in reqs}
 
@@ -169,7 +196,7 @@ class BatchDecoder:
     def _prepare(self, req: BatchRequest, row: int) -> None:
         """A joining request's empty cache row, sampling generator and detokenizer."""
         self.cache.reset_row(row)
-        req._gen = req.params.make_generator(torch.device(self.ff.device))
+        req._gen = req.params.make_generator(torch.device(self.runner.device))
         req._detok = IncrementalDecoder(self.tokenizer)
 
     def _start_pending(self, req: BatchRequest) -> None:
@@ -200,7 +227,7 @@ class BatchDecoder:
         p = self.pending[0]
         size = len(p.prompt_ids) - p._prefilled if whole or not self.prefill_chunk else self.prefill_chunk
         ids = p.prompt_ids[p._prefilled : p._prefilled + size]
-        tokens = torch.tensor([ids], dtype=torch.long, device=self.ff.device)
+        tokens = torch.tensor([ids], dtype=torch.long, device=self.runner.device)
         resid = self._forward(tokens, [p], slice(p._row, p._row + 1), ["prefill"], [len(ids)])
         p._prefilled += len(ids)
         if p._prefilled < len(p.prompt_ids):
@@ -215,7 +242,8 @@ class BatchDecoder:
             self.cache.move_row(p._row, dst)
         p._row = -1
         self.active.append(p)
-        p._logits = self.ff.logits(resid[:, -1:, :])[0, -1]
+        p._logits = self.runner.logits(resid[:, -1:, :])[0, -1]
+        self._collect_prompt(p)
         return p
 
     # -- one decode step -------------------------------------------------------------------
@@ -226,28 +254,74 @@ class BatchDecoder:
         client-chosen request id)."""
         events: dict[BatchRequest, list[TokenEvent]] = {}
         if self.active:
-            tokens = torch.tensor([[r.completion_ids[-1]] for r in self.active], device=self.ff.device)
-            phases: list[Phase] = ["score" if r.done else "decode" for r in self.active]
-            resid = self._forward(tokens, list(self.active), slice(0, len(self.active)), phases)
-            logits = self.ff.logits(resid)[:, -1]
-            for i, r in enumerate(self.active):
-                r._logits = None if r.done else logits[i]
-            for r in [r for r in self.active if r.done]:  # their last token is scored now: leave
+            reqs = list(self.active)
+            tokens = torch.tensor([[r.completion_ids[-1]] for r in reqs], device=self.runner.device)
+            phases: list[Phase] = ["score" if r.done else "decode" for r in reqs]
+            scoring_only = all(r.done for r in reqs)  # no logits needed: stop after the last tapped layer
+            resid = self._forward(tokens, reqs, slice(0, len(reqs)), phases,
+                                  stop_at_layer=self._tapped_depth(reqs) if scoring_only else None)
+            logits = None if scoring_only else self.runner.logits(resid)[:, -1]
+            for i, r in enumerate(reqs):
+                r._logits = None if r.done or logits is None else logits[i]
+            events = self._flush(reqs)
+            for r in [r for r in reqs if r.done]:  # their last token is scored now: leave
                 self._remove(r)
-            events = self._advance()
+            for r, evs in self._advance().items():
+                events.setdefault(r, []).extend(evs)
         if self.pending and self._prefill_next_chunk(whole=not self.active) is not None:
-            events.update(self._advance())
+            for r, evs in self._advance().items():
+                events.setdefault(r, []).extend(evs)
         return events
 
+    def _tapped_depth(self, reqs: Sequence[BatchRequest]) -> int | None:
+        """Layers every callback of ``reqs`` needs (``blocks.L.*`` -> L + 1); None: all."""
+        hooks = {h for r in reqs for h, _ in r.callbacks}
+        if not hooks or not all(h.startswith("blocks.") for h in hooks):
+            return None
+        return max(int(h.split(".")[1]) + 1 for h in hooks)
+
+    def _collect_prompt(self, r: BatchRequest) -> None:
+        if r.collect is not None:
+            r._prompt_scores = r.collect()
+
+    def _flush(self, reqs: Sequence[BatchRequest]) -> dict[BatchRequest, list[TokenEvent]]:
+        """After a forward over ``reqs``' held tokens: emit each with what ``collect`` made of it."""
+        out: dict[BatchRequest, list[TokenEvent]] = {}
+        for r in reqs:
+            ev, r._unsent = r._unsent, None
+            if ev is None:
+                continue
+            if r.error is not None:  # the monitor broke on this token: it is not sent
+                if r.done:  # a length-final token: the stream ends with the error instead
+                    r.finish_reason = "monitor_error"
+                    out[r] = [self._emit(r, self._final(r, -1, -1, ""))]
+                continue
+            scores = r.collect() if r.collect is not None else None
+            out[r] = [self._emit(r, replace(ev, scores=scores))]
+        return out
+
+    def _emit(self, r: BatchRequest, ev: TokenEvent) -> TokenEvent:
+        if not r._sent_any:
+            r._sent_any = True
+            if r._prompt_scores is not None:
+                ev = replace(ev, prompt_scores=r._prompt_scores)
+                r._prompt_scores = None
+        return ev
+
     def _advance(self) -> dict[BatchRequest, list[TokenEvent]]:
-        """Sample for every request that has fresh logits; drop finished ones."""
+        """Sample for every request that has fresh logits; drop finished ones. A monitored
+        request's new token is held for the next forward (:meth:`_flush`); a final event
+        without a token is emitted now."""
         out: dict[BatchRequest, list[TokenEvent]] = {}
         for r in list(self.active):
             if r._logits is None:
                 continue
             ev = self._sample(r)
-            out.setdefault(r, []).append(ev)
-            if r.done and (r.finish_reason != "length" or not r.callbacks):
+            if r.monitored and ev.index >= 0:
+                r._unsent = ev
+            else:
+                out.setdefault(r, []).append(self._emit(r, ev))
+            if r.done and (r.finish_reason != "length" or not r.monitored):
                 self._remove(r)
         return out
 
@@ -296,7 +370,7 @@ class BatchDecoder:
 
     # -- taps ------------------------------------------------------------------------------
     def _forward(self, tokens: torch.Tensor, reqs: list[BatchRequest], rows: slice, phases: list[Phase],
-                 valid: list[int] | None = None) -> torch.Tensor:
+                 valid: list[int] | None = None, stop_at_layer: int | None = None) -> torch.Tensor:
         """One forward of ``reqs`` (in cache ``rows``); ``valid`` = real (unpadded) positions per row."""
         hooks = {h for r in reqs for h, _ in r.callbacks}
         taps = [self._tap(h) for h in hooks]
@@ -307,7 +381,7 @@ class BatchDecoder:
         self._route = (reqs, phases, starts, widths)
         try:
             with _attached(taps):
-                resid = self.ff.forward(tokens, self.cache, rows=rows)
+                resid = self.runner.forward(tokens, self.cache, stop_at_layer, rows=rows)
         finally:
             for tap in taps:
                 tap.set_call(None)

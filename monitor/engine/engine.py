@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from monitor.engine.batch import PREFILL_CHUNK, BatchDecoder
 from monitor.engine.chat import render_chat
 from monitor.engine.decode import Generation
-from monitor.engine.fastpath import fast_path_supported
+from monitor.engine.fastpath import FastForward, fast_path_supported
 from monitor.engine.runner import FastRunner, select_runner
 from monitor.engine.sampling import SamplingParams
-from monitor.engine.tap import Tap
+from monitor.engine.tap import Tap, TapCallback
 from monitor.engine.weights import WeightFormat, WeightFormatError
 
 
@@ -48,8 +48,13 @@ class Engine:
         ``prefill_chunk`` None or 0: long prompts are never prefilled in chunks."""
         if self._fast is None:
             raise RuntimeError("continuous batching needs the fast path (a Llama-style model)")
-        return BatchDecoder(self.model, self.tokenizer, self.stop_token_ids, max_batch=max_batch, ff=self._fast.ff,
+        return BatchDecoder(self.model, self.tokenizer, self.stop_token_ids, max_batch=max_batch, runner=self._fast,
                             prefill_chunk=prefill_chunk or None)
+
+    @property
+    def fast_forward(self) -> FastForward | None:
+        """The fast path's forward (None without one), for tools that drive it directly."""
+        return self._fast.ff if self._fast is not None else None
 
     def render(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         return render_chat(self.tokenizer, messages)
@@ -61,9 +66,13 @@ class Engine:
         taps: Sequence[Tap] = (),
         request_id: str = "",
         on_tap_error: Literal["raise", "continue"] = "raise",
+        callbacks: Sequence[tuple[str, TapCallback]] = (),
+        collect: Callable[[], Any] | None = None,
     ) -> Generation:
-        """A new streaming generation (iterate it). Taps must be attached (entered)."""
+        """A new streaming generation (iterate it): a batch of one on the decode loop, on
+        the fast path unless a hook it does not call is attached to the model."""
         return Generation(
             select_runner(self.model, self._fast), self.model, self.tokenizer, prompt_ids, params,
             stop_token_ids=self.stop_token_ids, taps=taps, request_id=request_id, on_tap_error=on_tap_error,
+            callbacks=callbacks, collect=collect,
         )

@@ -3,8 +3,10 @@
 :class:`ChatJob` generates with the guard attached (its own :class:`GuardSession`: per-
 request windows, clamps and stop) and emits, in order: one :class:`PromptScored`, one
 :class:`TokenOut` per generated token, then :class:`Finished` (or :class:`Failed`).
-Each token is emitted *after* the forward pass over it, so its item carries that very
-token's scores and actions (one token of extra latency, ~50 ms on a CPU).
+The decode loop hands each token over *after* the forward pass over it, with the reports
+and alerts the guard made of that very token (``TokenEvent.scores``, filled by the
+session's ``collect``): one token of extra latency, ~50 ms on a CPU, and nothing to match
+back by position.
 
 :class:`ScoreJob` runs one prefill forward over a finished transcript, monitor-only
 (``intervene=False``), and emits :class:`Scored`.
@@ -21,7 +23,7 @@ import structlog
 
 from monitor.alerts.model import Alert
 from monitor.alerts.safelog import safe_log
-from monitor.engine import Engine, SamplingParams, Tap, TapCall
+from monitor.engine import Engine, SamplingParams, TapCall
 from monitor.engine.batch import BatchRequest
 from monitor.engine.tap import TapError
 from monitor.guard.guard import Guard, GuardSession, PositionReport, Scope
@@ -122,11 +124,11 @@ class _AlertCursor:
 class ChatJob:
     """A chat generation with the guard attached.
 
-    Two ways to run it, sharing one event handler (:meth:`_on_event`, :meth:`_complete`):
-    :meth:`run` drives a single :class:`~monitor.engine.decode.Generation` (the
-    one-at-a-time worker), and the batched scheduler calls :meth:`begin` (returns the
-    :class:`BatchRequest` to add to the batch), :meth:`on_events` after every step, and
-    :meth:`on_left_batch` once the request has left the batch.
+    One event handler (:meth:`on_events`) whichever way it runs: :meth:`run` drives a
+    batch of one (:class:`~monitor.engine.decode.Generation`, the one-at-a-time worker),
+    and the batched scheduler calls :meth:`begin` (returns the :class:`BatchRequest` to add
+    to the batch), :meth:`on_events` after every step, and :meth:`on_left_batch` once the
+    request has left the batch.
     """
 
     def __init__(self, backend: Backend, stream: EventStream, request_id: str, prompt_ids: Sequence[int],
@@ -138,12 +140,8 @@ class ChatJob:
         self.params = params
         self.policy = policy
         self.scope_of = scope_of
-        self._held: list[PositionReport] = []
-        self._held_alerts: list[Alert] = []
         self._session: GuardSession | None = None
         self._cursor: _AlertCursor | None = None
-        self._first = True
-        self._pending: Any = None
         self._final: Any = None
         self._reported_errors = 0
         self._closed = False
@@ -160,17 +158,36 @@ class ChatJob:
             self.stream.put(Failed(status, message))
             self.stream.close()
 
-    def _new_session(self, stop: Callable[[str], None]) -> GuardSession:
+    def begin(self) -> BatchRequest:
+        """The request to run (its guard session is created here)."""
+        req = BatchRequest(self.request_id, self.prompt_ids, self.params, on_tap_error=self.on_tap_error)
         b = self.backend
-        self._session = b.guard.session(self.policy, self.request_id, publish=b.publish, scope_of=self.scope_of,
-                                        intervene=True, stop=stop)
-        self._cursor = _AlertCursor(self._session)
-        return self._session
+        session = self._session = b.guard.session(self.policy, self.request_id, publish=b.publish,
+                                                  scope_of=self.scope_of, intervene=True, stop=self._stop)
+        cursor = self._cursor = _AlertCursor(session)
+        req.callbacks = ((b.guard.hook_name, timed(session.callback, b.metrics)),)
+        req.collect = lambda: (session.take_reports(), cursor.take())
+        self.request = req
+        return req
+
+    def _stop(self, message: str) -> None:
+        """A policy stop, for whichever request runs this job (see :meth:`run`)."""
+        assert self.request is not None
+        self.request.stop(message)
 
     # -- one at a time ---------------------------------------------------------------------
     def run(self) -> None:
         try:
-            self._run()
+            req = self.begin()
+            gen = self.backend.engine.generation(
+                self.prompt_ids, self.params, callbacks=req.callbacks, collect=req.collect,
+                request_id=self.request_id, on_tap_error=self.on_tap_error)
+            self.request = gen.request  # the batch of one's own request: stops reach it
+            for event in gen:
+                if not self.on_events([event]):
+                    log.info("request_cancelled", request_id=self.request_id)
+                    return
+            self._complete()
         except TapError as exc:  # fail_closed: the monitor broke, the request ends with an error
             self._fail_closed(exc)
         except Exception as exc:
@@ -179,36 +196,7 @@ class ChatJob:
         finally:
             self._close()
 
-    def _run(self) -> None:
-        b = self.backend
-        holder: dict[str, Any] = {}
-        session = self._new_session(stop=lambda msg: holder["gen"].stop(msg))
-        with Tap(b.engine.model, b.guard.hook_name, timed(session.callback, b.metrics)) as tap:
-            gen = b.engine.generation(self.prompt_ids, self.params, taps=[tap], request_id=self.request_id,
-                                      on_tap_error=self.on_tap_error)
-            holder["gen"] = gen
-            for event in gen:
-                if not self._on_event(event, gen.monitor_errors):
-                    log.info("request_cancelled", request_id=self.request_id)
-                    return
-            self._complete(len(gen.prompt_ids), len(gen.completion_ids), gen.monitor_errors)
-
     # -- batched ---------------------------------------------------------------------------
-    def begin(self) -> BatchRequest:
-        """The request to add to the batch (its guard session is created here)."""
-        req = BatchRequest(self.request_id, self.prompt_ids, self.params,
-                           on_tap_error=self.on_tap_error)
-        session = self._new_session(stop=req.stop)
-        req.callbacks = ((self.backend.guard.hook_name, timed(session.callback, self.backend.metrics)),)
-        self.request = req
-        return req
-
-    def on_events(self, events: Sequence[Any]) -> bool:
-        """Handle the events of one step; False when the client has gone (cancel it)."""
-        req = self.request
-        assert req is not None
-        return all(self._on_event(event, req.monitor_errors) for event in events)
-
     def on_left_batch(self) -> None:
         """The request has left the batch (finished and scored, or cancelled)."""
         req = self.request
@@ -219,53 +207,50 @@ class ChatJob:
             if req.error is not None:
                 self._fail_closed(req.error)
                 return
-            self._complete(len(req.prompt_ids), len(req.completion_ids), req.monitor_errors)
+            self._complete()
         except Exception as exc:
             safe_log(log, "exception", "chat_job_failed", request_id=self.request_id, error=str(exc))
             self.fail("internal error while generating (logged on the server)", 500)
         finally:
             self._close()
 
-    # -- shared event handling -------------------------------------------------------------
-    def _on_event(self, event: Any, monitor_errors: Sequence[TapError]) -> bool:
-        """One token event. Each token is emitted once the next event shows its forward pass
-        (and so its scores) is done; the final event waits for :meth:`_complete`."""
-        session, cursor = self._session, self._cursor
-        assert session is not None and cursor is not None
-        if event.finish_reason == "monitor_error":  # fail_closed: what was not monitored is not sent
-            self._pending, self._final = None, event
-            return True
-        if self._first:
-            self.stream.put(PromptScored(session.take_reports(), cursor.take()))
-            self.backend.metrics.tokens.labels(kind="prompt").inc(len(self.prompt_ids))
-            self._first = False
-        self._report_monitor_errors(monitor_errors)
-        if self._pending is not None:
-            self._emit_token(self._pending, session, cursor)
-            self._pending = None
-        if self.stream.cancelled.is_set():
-            return False
-        if event.finish_reason is None:
-            self._pending = event
-        else:
-            self._final = event
+    # -- events ----------------------------------------------------------------------------
+    def on_events(self, events: Sequence[Any]) -> bool:
+        """Send each event's token with its own scores; False when the client has gone."""
+        req = self.request
+        assert req is not None
+        m = self.backend.metrics
+        for event in events:
+            if event.prompt_scores is not None:
+                self.stream.put(PromptScored(*event.prompt_scores))
+                m.tokens.labels(kind="prompt").inc(len(self.prompt_ids))
+            self._report_monitor_errors(req.monitor_errors)
+            if event.finish_reason == "monitor_error":  # fail_closed: the stream ends in an error
+                self._final = event
+                continue
+            if event.index >= 0:
+                reports, alerts = event.scores if event.scores is not None else ([], [])
+                m.tokens.labels(kind="completion").inc()
+                self.stream.put(TokenOut(event.index, event.token_id, event.text, reports, alerts))
+            if event.finish_reason is not None:
+                self._final = event
+            if self.stream.cancelled.is_set():
+                return False
         return True
 
-    def _complete(self, prompt_tokens: int, completion_tokens: int, monitor_errors: Sequence[TapError]) -> None:
-        session, cursor, event = self._session, self._cursor, self._final
-        assert session is not None and cursor is not None and event is not None
-        self._report_monitor_errors(monitor_errors)
-        if event.index >= 0:
-            self._emit_token(event, session, cursor)
+    def _complete(self) -> None:
+        req, session, cursor, event = self.request, self._session, self._cursor, self._final
+        assert req is not None and session is not None and cursor is not None and event is not None
+        self._report_monitor_errors(req.monitor_errors)
         m = self.backend.metrics
         reason = {"policy_stop": "content_filter"}.get(event.finish_reason, event.finish_reason)
         if reason == "content_filter":
             m.stops.inc()
         if session.clamped_positions:
             m.clamps.inc(session.clamped_positions)
-        self.stream.put(Finished(reason, event.stop_message, prompt_tokens, completion_tokens,
-                                 tuple(str(e) for e in monitor_errors),
-                                 self._held + session.take_reports(), self._held_alerts + cursor.take()))
+        self.stream.put(Finished(reason, event.stop_message, len(req.prompt_ids), len(req.completion_ids),
+                                 tuple(str(e) for e in req.monitor_errors),
+                                 session.take_reports(), cursor.take()))
 
     def _fail_closed(self, exc: BaseException) -> None:
         b = self.backend
@@ -286,20 +271,6 @@ class ChatJob:
             b.publish(monitor_error_alert(self.policy, self.request_id, b.guard.model_spec,
                                           b.guard.hook_name, str(err)))
         self._reported_errors = len(errors)
-
-    def _emit_token(self, event: Any, session: GuardSession, cursor: _AlertCursor) -> None:
-        """Emit ``event`` with the reports of positions up to its own (later ones are held:
-        a length-stopped stream scores its last token before the previous one is emitted)."""
-        self.backend.metrics.tokens.labels(kind="completion").inc()
-        self._held.extend(session.take_reports())
-        upto = len(self.prompt_ids) + event.index
-        mine = [r for r in self._held if r.position <= upto]
-        self._held = [r for r in self._held if r.position > upto]
-        # after prefill every alert is response-scoped: token_index = response token index
-        self._held_alerts.extend(cursor.take())
-        alerts = [a for a in self._held_alerts if (a.token_index or 0) <= event.index]
-        self._held_alerts = [a for a in self._held_alerts if (a.token_index or 0) > event.index]
-        self.stream.put(TokenOut(event.index, event.token_id, event.text, mine, alerts))
 
 
 class ScoreJob:
@@ -322,11 +293,11 @@ class ScoreJob:
             session = b.guard.session(self.policy, self.request_id, publish=b.publish, scope_of=self.scope_of,
                                       intervene=False)
             # one prefill forward over the transcript; the sampled token is never scored
-            with Tap(b.engine.model, b.guard.hook_name, timed(session.callback, b.metrics, "prefill")) as tap:
-                gen = b.engine.generation(self.ids, SamplingParams(max_tokens=1), taps=[tap],
-                                          request_id=self.request_id, on_tap_error="raise")
-                for _ in gen:
-                    break
+            gen = b.engine.generation(self.ids, SamplingParams(max_tokens=1),
+                                      callbacks=[(b.guard.hook_name, timed(session.callback, b.metrics, "prefill"))],
+                                      request_id=self.request_id, on_tap_error="raise")
+            for _ in gen:
+                break
             b.metrics.tokens.labels(kind="scored").inc(len(self.ids))
             self.stream.put(Scored(session.take_reports(), list(session.alerts), len(self.ids)))
         except TapError as exc:

@@ -194,8 +194,8 @@ class Runner:
         self.lm = lm
         self.tok = lm.tokenizer
         self.engine = Engine.from_loaded(lm)
-        # the engine's own fast forward (no weight copies); batch_decoder refuses non-Llama models
-        self.ff = self.engine.batch_decoder(1).ff
+        # the engine's own fast forward (no weight copies; None for a non-Llama model)
+        self.ff = self.engine.fast_forward
         self.sys_ids = _system_ids(self.tok)
         self.base = base_prefix(self.ff, self.sys_ids, self.lm.model.cfg.n_layers)
         self.batch_tokens = batch_tokens

@@ -137,7 +137,9 @@ def test_prompts_of_different_lengths_prefilled_together_match_alone_and_taps_se
     dec = BatchDecoder(model, ToyTokenizer(), max_batch=4)
     reqs = [BatchRequest(f"r{i}", p, params, callbacks=((HOOK, tap_for(f"r{i}")),)) for i, p in enumerate(PROMPTS)]
     first = dec.add_many(reqs[:3])  # three prompts of lengths 5, 3 and 8 in one forward
-    assert set(first) == set(reqs[:3]) and all(len(evs) == 1 for evs in first.values())
+    assert all(not first.get(r) for r in reqs[:3])  # monitored: a first token waits for its forward
+    after = dec.step()
+    assert all([e.index for e in after[r]] == [0] for r in reqs[:3])
     while dec.active or reqs[3].completion_ids == []:
         if not reqs[3].completion_ids and len(reqs[0].completion_ids) == 4:
             dec.add(reqs[3])  # a fourth joins mid-flight
@@ -172,8 +174,10 @@ def test_a_long_prompt_joining_a_running_batch_is_prefilled_in_chunks_while_the_
         events = dec.step()
         got_a.append(len(events.get(a, [])))
         got_b.append(len(events.get(b, [])))
-    assert got_a == [1, 1, 1] and got_b == [0, 0, 1] and dec.pending == [] and dec.active == [a, b]
+    # a (unmonitored) gets each token as it is sampled; b's first token waits for its forward
+    assert got_a == [1, 1, 1] and got_b == [0, 0, 0] and dec.pending == [] and dec.active == [a, b]
     assert calls == [("prefill", 0, 4), ("prefill", 4, 4), ("prefill", 8, 3)]
+    assert [e.index for e in dec.step()[b]] == [0]
     while dec.active:
         dec.step()
     assert a.completion_ids == expected_a and b.completion_ids == expected_b
@@ -239,3 +243,50 @@ def test_a_short_prompt_joining_where_a_pending_prompt_sits_moves_it_aside():
     while dec.active or dec.pending:
         dec.step()
     assert [r.completion_ids for r in (a, p, q, c)] == [alone(engine, r.prompt_ids, params) for r in (a, p, q, c)]
+
+
+def test_each_event_carries_the_scores_of_its_own_token_and_the_first_the_prompts():
+    """``collect`` runs after each forward; a monitored token's event comes after the
+    forward over it, so its scores are its own position's (no matching by position)."""
+    model = toy_model()
+    params = SamplingParams(max_tokens=5)
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=2)
+    made: dict[str, list[int]] = {"m": []}
+
+    def cb(x, call):
+        made["m"].extend(range(call.start_pos, call.start_pos + x.shape[1]))
+
+    def collect():
+        out, made["m"] = made["m"], []
+        return out
+
+    m = BatchRequest("m", PROMPTS[0], params, callbacks=[(HOOK, cb)], collect=collect)
+    u = BatchRequest("u", PROMPTS[1], params)
+    events: dict[str, list] = {"m": [], "u": []}
+    for r, evs in dec.add_many([m, u]).items():
+        events[r.request_id].extend(evs)
+    assert [e.index for e in events["u"]] == [0] and events["m"] == []
+    while dec.active:
+        for r, evs in dec.step().items():
+            events[r.request_id].extend(evs)
+    n = len(PROMPTS[0])
+    assert [e.index for e in events["m"]] == [0, 1, 2, 3, 4] and events["m"][-1].finish_reason == "length"
+    assert events["m"][0].prompt_scores == list(range(n))
+    assert [e.scores for e in events["m"]] == [[n + i] for i in range(5)]
+    assert all(e.scores is None and e.prompt_scores is None for e in events["u"])
+
+
+def test_a_monitor_error_under_raise_is_not_sent_with_the_token_it_broke_on():
+    model = toy_model()
+
+    def boom(x, call):
+        if call.phase == "decode" and call.start_pos == len(PROMPTS[0]) + 2:
+            raise RuntimeError("probe exploded")
+
+    r = BatchRequest("r", PROMPTS[0], SamplingParams(max_tokens=8), callbacks=[(HOOK, boom)])
+    dec = BatchDecoder(model, ToyTokenizer(), max_batch=1)
+    events = list(dec.add(r))
+    while dec.active:
+        events.extend(dec.step().get(r, []))
+    assert [e.index for e in events] == [0, 1, -1]  # token 2 broke the monitor: not sent
+    assert events[-1].finish_reason == "monitor_error" and "probe exploded" in events[-1].monitor_errors[0]
