@@ -146,6 +146,7 @@ def _run_scored(lm: Any, engine: Any, pack: Any, policy: Any, messages: list[dic
                           + (f"  {fired}" if fired else ""), flush=True)
     except PromptTooLongError as exc:
         raise CliError(str(exc)) from None
+    session.finish()  # end-of-response verdicts (at: response_end) are read now
     print(f"\n{engine.tokenizer.decode(gen.completion_ids, skip_special_tokens=True)}")
     for a in alerts:
         print(f"[alert {a.rule_id}] {a.concept} {a.score:.3f} >= {a.threshold:.3f} at token {a.token_index} "

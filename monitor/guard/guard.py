@@ -157,6 +157,8 @@ class GuardSession:
     stopped: str | None = None
     _response_index: int = 0
     _ref_norm: float | None = None
+    _last_response_z: Tensor | None = None
+    """SAE codes at the latest response position (the evidence of an end-of-response verdict)."""
 
     @property
     def request_id(self) -> str:
@@ -194,6 +196,8 @@ class GuardSession:
                 self._response_index += 1
             score_map = dict(zip(g.probes.names, scores[j].tolist(), strict=True))
             zj = z[j]
+            if scope == "response":
+                self._last_response_z = zj
             res: StepResult = self.monitor.step(
                 score_map, index, token, scope,
                 feature_evidence=lambda name, zj=zj: g.probes.evidence(name, zj),
@@ -211,6 +215,17 @@ class GuardSession:
             if self.keep_reports:
                 self.reports.append(PositionReport(pos, index, scope, token, score_map, res.fired, tuple(actions)))
         return out if changed else None
+
+    def finish(self) -> list[Alert]:
+        """The response has ended: the policy's ``at: response_end`` verdicts are read now
+        (on the window ending at the last response token) and their alerts published; each
+        names the features behind the score at that token. Call once, after the last
+        forward pass (a second call does nothing)."""
+        g, z = self.guard, self._last_response_z
+        res = self.monitor.finish(
+            feature_evidence=None if z is None else (lambda name: g.probes.evidence(name, z)))
+        self._apply_alerts(res)
+        return list(res.alerts)
 
     def _apply_alerts(self, res: StepResult) -> list[str]:
         actions = []

@@ -17,7 +17,7 @@ from monitor.policy.actions.alert import SEVERITY_ORDER
 from monitor.policy.issues import SemanticError
 from monitor.policy.packinfo import PackInfo
 from monitor.policy.schema import AnyCondition, Condition, Policy, ProbeCondition
-from monitor.policy.validate import condition_probes, validate_policy
+from monitor.policy.validate import condition_probes, rule_at, validate_policy
 
 if TYPE_CHECKING:
     from monitor.policy.engine import RequestContext, RequestMonitor
@@ -41,6 +41,7 @@ class CompiledLeaf:
     reduce: Literal["mean", "max"]
     min_consecutive: int
     scope: Scope
+    at: Literal["every_token", "response_end"] = "every_token"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class CompiledRule:
     severity: str
     """Highest severity among the rule's ``alert`` actions (``info`` if none); put on
     the records of its clamp/steer/stop actions."""
+    at_end: bool = False
+    """The rule reads its conditions once, when the response has ended (``at:
+    response_end``); it never fires during the response."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ def compile_policy(
                 actions=actions,
                 cooldown_tokens=rule.cooldown_tokens,
                 severity=max(severities, key=SEVERITY_ORDER.index) if severities else "info",
+                at_end=rule_at(rule) == "response_end",
             )
         )
     return CompiledPolicy(
@@ -171,6 +176,7 @@ def _compile_condition(
             reduce=cond.window.reduce,
             min_consecutive=cond.min_consecutive,
             scope=cond.scope,
+            at=cond.at,
         )
         leaves.append(leaf)
         return leaf

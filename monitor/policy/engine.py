@@ -25,6 +25,13 @@ Firing semantics:
 The alert's ``probe``/``concept``/``score``/``threshold`` come from the first leaf (in
 document order) of the rule's condition that is true at the firing position; the score
 is the pooled (windowed) value that was compared with the threshold.
+
+**Verdicts at the end of the response** (``at: response_end``): such a rule's windows are
+fed at every in-scope position like any other, but it is tested once, by
+:meth:`RequestMonitor.finish`, when the caller knows the response has ended; its
+conditions then read the window that ends at the last response token (``tokens: 1``: that
+token; a long mean window: the whole answer). It fires at most once per request and only
+alerts (validation refuses other actions); the alert names the last response token.
 """
 
 from __future__ import annotations
@@ -150,6 +157,9 @@ class RequestMonitor:
         self._position = 0
         self._text = ""
         self._needs = policy.probes
+        self._last_response: tuple[int, str] | None = None
+        """(token index, token) of the latest response position: where an end verdict points."""
+        self._finished = False
 
     def step(
         self,
@@ -175,6 +185,8 @@ class RequestMonitor:
             if value is None or value != value:  # missing or NaN: a monitor error
                 raise ValueError(f"no valid score for probe {probe!r} at token {token_index}")
 
+        if scope == "response":
+            self._last_response = (token_index, token)
         fired: list[int] = []
         for slot, (rule, states) in enumerate(zip(self.policy.rules, self._leaves, strict=True)):
             for leaf, state in zip(rule.leaves, states, strict=True):
@@ -182,12 +194,39 @@ class RequestMonitor:
                     state.update(leaf, float(scores[leaf.probe]))
                 else:
                     state.skip()
-            if self._decide(slot, rule, states, pos):
+            if not rule.at_end and self._decide(slot, rule, states, pos):
                 fired.append(slot)
 
         if not fired and not self._active and self._stop is None:
             return _NOTHING
         return self._act(fired, pos, token_index, token, scope, feature_evidence)
+
+    def finish(self, feature_evidence: FeatureEvidence | None = None) -> StepResult:
+        """The response has ended: test the ``at: response_end`` rules once, on the windows
+        that end at its last token. Returns their alerts (pointing at that token); a
+        second call, or a request without response positions, returns nothing."""
+        if self._finished or self._last_response is None:
+            self._finished = True
+            return _NOTHING
+        self._finished = True
+        token_index, token = self._last_response
+        fired: list[int] = []
+        for slot, (rule, states) in enumerate(zip(self.policy.rules, self._leaves, strict=True)):
+            if not rule.at_end:
+                continue
+            for leaf, state in zip(rule.leaves, states, strict=True):
+                state.true = bool(state.window) and state.run >= leaf.min_consecutive
+            if evaluate(rule.condition, states):
+                fired.append(slot)
+        if not fired:
+            return _NOTHING
+        alerts: list[Alert] = []
+        for slot in fired:
+            rule = self.policy.rules[slot]
+            leaf = self._primary_leaf(slot)
+            found = tuple(feature_evidence(leaf.probe)) if feature_evidence else ()
+            alerts.extend(self._alert(rule, leaf, slot, action, token_index, token, found) for action in rule.actions)
+        return StepResult(alerts=tuple(alerts), fired=tuple(self.policy.rules[s].id for s in fired))
 
     @property
     def stopped(self) -> str | None:

@@ -32,10 +32,11 @@ class ProbeInfo:
     """Calibrated score threshold per target false-positive rate (``{0.01: 0.83}``)."""
     top_features: tuple[int, ...] = ()
     """SAE feature ids ranked by contribution to the probe, largest first."""
-    calibration_window: tuple[int, str] | None = None
-    """``(tokens, reduce)`` of the policy window the calibrated thresholds were measured
-    with (``probes.json`` -> ``runtime_window``); None when the pack does not say. A rule
-    that reads the probe through another window gets another false-positive rate."""
+    calibration_window: tuple[int, str, str] | None = None
+    """``(tokens, reduce, at)`` of the policy window the calibrated thresholds were measured
+    with (``probes.json`` -> ``runtime_window``; ``at`` is ``every_token`` unless it says
+    ``response_end``); None when the pack does not say. A rule that reads the probe through
+    another window gets another false-positive rate."""
 
     def threshold_at(self, fpr: float) -> float | None:
         """The calibrated threshold for ``fpr`` (matched to 1e-9), or None."""
@@ -100,8 +101,8 @@ def _probe_from_json(name: str, raw: Mapping[str, Any]) -> ProbeInfo:
     )
 
 
-def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str] | None:
-    """``runtime_window`` (or ``metrics.calibration.window``) as ``(tokens, reduce)``."""
+def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    """``runtime_window`` (or ``metrics.calibration.window``) as ``(tokens, reduce, at)``."""
     metrics = raw.get("metrics")
     calibration = metrics.get("calibration") if isinstance(metrics, Mapping) else None
     window = raw.get("runtime_window") or (
@@ -109,7 +110,7 @@ def _calibration_window(raw: Mapping[str, Any]) -> tuple[int, str] | None:
     )
     if not isinstance(window, Mapping) or "tokens" not in window:
         return None
-    return int(window["tokens"]), str(window.get("reduce") or "mean")
+    return int(window["tokens"]), str(window.get("reduce") or "mean"), str(window.get("at") or "every_token")
 
 
 PackInfoError = PackError

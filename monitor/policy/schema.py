@@ -111,6 +111,14 @@ class ProbeCondition(PolicyModel):
         default="response",
         description="Which positions the condition looks at: prompt, response or both.",
     )
+    at: Literal["every_token", "response_end"] = Field(
+        default="every_token",
+        description="When the condition is tested: at every in-scope position (default), or "
+        "once, when the response has ended, on the window that ends at its last token "
+        "(tokens: 1 reads the last token; a window as long as the answer, e.g. 4096, reads "
+        "the mean over the whole answer). A response_end rule can only alert (the answer "
+        "is out), needs scope: response, and all its conditions must read at response_end.",
+    )
 
 
 class AnyCondition(PolicyModel):

@@ -12,7 +12,14 @@ from __future__ import annotations
 from monitor.policy.actions import ActionContext, get_action
 from monitor.policy.issues import Issue, Loc
 from monitor.policy.packinfo import PackInfo
-from monitor.policy.schema import AllCondition, AnyCondition, Condition, Policy, ProbeCondition
+from monitor.policy.schema import (
+    AllCondition,
+    AnyCondition,
+    Condition,
+    Policy,
+    ProbeCondition,
+    Rule,
+)
 
 _SCOPES: dict[str, frozenset[str]] = {
     "prompt": frozenset({"prompt"}),
@@ -37,6 +44,7 @@ def validate_policy(policy: Policy, pack: PackInfo | None) -> list[Issue]:
         else:
             first_seen[rule.id] = i
         issues.extend(_check_condition(rule.when, loc + ("when",), pack))
+        issues.extend(_check_response_end(rule, loc))
         ctx = ActionContext(pack=pack, rule_probes=condition_probes(rule.when))
         for j, entry in enumerate(rule.then):
             kind = entry.kind()
@@ -64,7 +72,7 @@ def policy_warnings(policy: Policy, pack: PackInfo | None) -> list[Issue]:
             if probe is None or probe.threshold_at(leaf.fpr) is None:
                 continue
             rate = f"{leaf.fpr * 100:g}%"
-            used = (leaf.window.tokens, leaf.window.reduce)
+            used = (leaf.window.tokens, leaf.window.reduce, leaf.at)
             calibrated = probe.calibration_window
             if calibrated is not None and not _same_window(used, calibrated):
                 out.append(Issue(loc + ("window",), (
@@ -79,13 +87,14 @@ def policy_warnings(policy: Policy, pack: PackInfo | None) -> list[Issue]:
     return out
 
 
-def _same_window(a: tuple[int, str], b: tuple[int, str]) -> bool:
+def _same_window(a: tuple[int, str, str], b: tuple[int, str, str]) -> bool:
     """A one-token window is the same reading whether it is pooled by mean or max."""
-    return a[0] == b[0] and (a[0] == 1 or a[1] == b[1])
+    return a[0] == b[0] and (a[0] == 1 or a[1] == b[1]) and a[2] == b[2]
 
 
-def _fmt_window(window: tuple[int, str]) -> str:
-    return f"{{tokens: {window[0]}, reduce: {window[1]}}}"
+def _fmt_window(window: tuple[int, str, str]) -> str:
+    at = "" if window[2] == "every_token" else f", at: {window[2]}"
+    return f"{{tokens: {window[0]}, reduce: {window[1]}{at}}}"
 
 
 def _leaves_with_loc(cond: Condition, loc: Loc) -> list[tuple[ProbeCondition, Loc]]:
@@ -142,6 +151,32 @@ def _check_condition(cond: Condition, loc: Loc, pack: PackInfo | None) -> list[I
     else:
         for j, child in enumerate(cond.any):
             issues.extend(_check_condition(child, loc + ("any", j), pack))
+    return issues
+
+
+def rule_at(rule: Rule) -> str:
+    """``response_end`` when the rule's conditions read once at the end, else ``every_token``."""
+    return "response_end" if any(leaf.at == "response_end" for leaf in iter_leaves(rule.when)) else "every_token"
+
+
+def _check_response_end(rule: Rule, loc: Loc) -> list[Issue]:
+    """A verdict read once, after the answer: only alerts, on the response, all leaves alike."""
+    if rule_at(rule) != "response_end":
+        return []
+    issues: list[Issue] = []
+    for leaf, leaf_loc in _leaves_with_loc(rule.when, loc + ("when",)):
+        if leaf.at != "response_end":
+            issues.append(Issue(leaf_loc + ("at",), (
+                "every condition of a rule must read at the same time: this rule has a "
+                "response_end condition, so this one needs at: response_end too")))
+        if leaf.scope != "response":
+            issues.append(Issue(leaf_loc + ("scope",),
+                                "at: response_end reads the end of the response; it needs scope: response"))
+    for j, entry in enumerate(rule.then):
+        if entry.kind() != "alert":
+            issues.append(Issue(loc + ("then", j, entry.kind()), (
+                f"a response_end rule can only alert: the answer is out when it is read, so "
+                f"there is nothing left to {entry.kind()}")))
     return issues
 
 

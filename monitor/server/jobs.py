@@ -248,6 +248,7 @@ class ChatJob:
             m.stops.inc()
         if session.clamped_positions:
             m.clamps.inc(session.clamped_positions)
+        session.finish()  # the answer is out: end-of-response verdicts are read now (alerts below)
         self.stream.put(Finished(reason, event.stop_message, len(req.prompt_ids), len(req.completion_ids),
                                  tuple(str(e) for e in req.monitor_errors),
                                  session.take_reports(), cursor.take()))
@@ -298,6 +299,7 @@ class ScoreJob:
                                       request_id=self.request_id, on_tap_error="raise")
             for _ in gen:
                 break
+            session.finish()  # the transcript's last response token is its end
             b.metrics.tokens.labels(kind="scored").inc(len(self.ids))
             self.stream.put(Scored(session.take_reports(), list(session.alerts), len(self.ids)))
         except TapError as exc:

@@ -92,6 +92,10 @@ def _body(runtime: Runtime, rid: str, policy: Any, item: Scored, spans: list[tup
     for r in item.reports:
         for rule in r.fired:
             fired[rule] = fired.get(rule, 0) + 1
+    at_end = {rule.id for rule in policy.rules if rule.at_end}
+    for a in item.alerts:  # an end-of-response verdict fires once, after the last position
+        if a.rule_id in at_end:
+            fired[a.rule_id] = 1
     for a in item.alerts:
         if a.action not in ("alert",) and a.action not in would:
             would.append(a.action)

@@ -166,3 +166,24 @@ def test_batched_step_encodes_all_rows_once_and_each_request_reads_its_own_row()
     other = batch[1] + 1.0
     z = guard.encode(other, TapCall(HOOK, "decode", 4, ids, ("r",), batch=batch, row=1))
     assert calls[-1] == (1, 8) and torch.allclose(z, real_encode(other), atol=1e-6)
+
+
+def test_an_end_of_response_verdict_alerts_once_after_the_answer_at_its_last_token():
+    text = """
+name: t
+mode: enforce
+on_monitor_error: fail_open
+rules:
+  - id: end
+    when: {probe: hot, threshold: 0.9, window: {tokens: 1, reduce: max}, at: response_end}
+    then: [{alert: {severity: medium}}]
+"""
+    guard = toy_guard()
+    gen, sess, alerts = run(guard, load_policy_text(text, PACK), n=6)
+    assert alerts == []  # nothing while the answer streams
+    end = sess.finish()
+    assert [a.rule_id for a in end] == ["end"] and alerts == end
+    last = [r for r in sess.reports if r.scope == "response"][-1]
+    assert end[0].token_index == last.token_index == len(gen.completion_ids) - 1
+    assert end[0].features  # the SAE features behind the score at that token
+    assert sess.finish() == []

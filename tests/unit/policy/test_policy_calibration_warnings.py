@@ -45,12 +45,13 @@ def _reset_logging():
 
 
 def test_calibration_window_is_read_from_runtime_window_or_calibration_metrics() -> None:
-    assert INFO.probes["sycophancy"].calibration_window == (16, "mean")
-    assert INFO.probes["deception"].calibration_window == (1, "max")
+    assert INFO.probes["sycophancy"].calibration_window == (16, "mean", "every_token")
+    assert INFO.probes["deception"].calibration_window == (1, "max", "every_token")
     assert INFO.probes["legacy"].calibration_window is None
     shipped = load_pack_info(PACK).probes
     assert {n: p.calibration_window for n, p in shipped.items()} == {
-        "deception": (1, "max"), "sycophancy": (16, "mean"), "unsafe_code": (4, "mean"), "bias": (4, "mean")}
+        "deception": (1, "max", "every_token"), "sycophancy": (16, "mean", "every_token"),
+        "unsafe_code": (4, "mean", "every_token"), "bias": (4, "mean", "every_token")}
 
 
 def test_other_window_warns_with_line_probe_and_both_windows() -> None:

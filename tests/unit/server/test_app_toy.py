@@ -137,6 +137,51 @@ def test_policy_stop_is_content_filter_with_message(app_env):
     assert len(choice["message"]["content"]) == 1 + len("[halted]")
 
 
+END = """name: toy
+mode: enforce
+on_monitor_error: fail_open
+rules:
+  - id: hot-at-end
+    when: {probe: hot, threshold: 0.9, window: {tokens: 4096, reduce: mean}, at: response_end}
+    then:
+      - alert: {severity: medium}
+"""
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_end_of_response_verdict_arrives_with_the_final_chunk_and_reaches_the_stream(app_env, stream):
+    app, runtime, writer = app_env
+    runtime.store.path.write_text(END)
+    assert call(app, "POST", "/v1/policy/reload", headers=AUTH).json()["changed"] is True
+    r = call(app, "POST", "/v1/chat/completions", json=body(stream=stream), headers=AUTH)
+    if stream:
+        chunks = [json.loads(e[6:]) for e in r.text.split("\n\n") if e and e != "data: [DONE]"]
+        where = [i for i, c in enumerate(chunks) for a in c["saeguard"]["alerts"]]
+        assert where == [len(chunks) - 1] and chunks[-1]["choices"][0]["finish_reason"]
+        alert = chunks[-1]["saeguard"]["alerts"][0]
+        n = sum(1 for c in chunks if c["choices"][0]["delta"].get("content"))
+    else:
+        alerts = r.json()["saeguard"]["alerts"]
+        assert len(alerts) == 1
+        alert, n = alerts[0], r.json()["usage"]["completion_tokens"]
+    assert alert["rule_id"] == "hot-at-end" and alert["token_index"] == n - 1
+    assert runtime.sink.flush(5) and [a.rule_id for a in writer.sent] == ["hot-at-end"]
+
+
+def test_an_end_of_response_verdict_on_a_scored_transcript(app_env):
+    app, runtime, _ = app_env
+    runtime.store.path.write_text(END)
+    call(app, "POST", "/v1/policy/reload", headers=AUTH)
+    msgs = [{"role": "user", "content": "abc"}, {"role": "assistant", "content": "def"}]
+    r = call(app, "POST", "/v1/score", json={"model": "toy", "messages": msgs}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [a["rule_id"] for a in out["alerts"]] == ["hot-at-end"]
+    assert out["rules_fired"] == [{"rule_id": "hot-at-end", "positions": 1}]
+    last = [t for t in out["tokens"] if t["scope"] == "response"][-1]
+    assert out["alerts"][0]["token_index"] == last["token_index"]
+
+
 @pytest.mark.parametrize("payload,headers,status,needle", [
     (body(), {}, 401, "Authorization"),
     (body(), {"Authorization": "Basic x"}, 401, "Bearer"),
