@@ -10,8 +10,10 @@ pack's SAE hook, scored the way the guard scores, calibrated on what the policy 
   stores as ``W_resid``).
 - **Reading.** A response's score is what the policy window computes
   (:mod:`classifiers.probes.readings`): ``max`` over positions of the ``mean`` (or ``max``)
-  of the last ``window`` token scores. The window is chosen among :data:`READINGS` on the
-  in-source validation split only.
+  of the last ``window`` token scores, or, for a verdict read once when the answer has
+  ended (``at: response_end``), the last token's score or the mean over the answer. The
+  reading is chosen among :data:`READINGS` on the in-source validation split only (answers
+  are read up to 160 tokens offline; the run time reads the whole answer).
 - **Thresholds.** At each target FPR on that reading over in-source validation negatives
   plus benign chats (the SAE corpus's first exchanges): the rate an operator sees on
   ordinary traffic.
@@ -32,7 +34,10 @@ from classifiers.dense.probe import DenseProbe, fit_probe
 from classifiers.probes.readings import Reading, response_scores, token_probabilities
 
 TOKENS_PER_ITEM = 16
-READINGS = (Reading(1, "max"), Reading(4, "mean"), Reading(16, "mean"))
+READINGS = (Reading(1, "max"), Reading(4, "mean"), Reading(16, "mean"),
+            Reading(1, "max", "response_end"), Reading(4096, "mean", "response_end"))
+"""Per-token windows (the verdict can act during the answer), then the two end-of-response
+verdicts (alert only): the last answer token, and the mean over the whole answer."""
 
 
 def token_rows(tok: TokenResiduals, items: Sequence[int], per_item: int = TOKENS_PER_ITEM) -> tuple[np.ndarray, np.ndarray]:

@@ -42,8 +42,7 @@ class ChatScores:
 
 def probe_reading(extra: dict[str, Any]) -> Reading:
     """The window a probe was calibrated for (default: per-token max)."""
-    w = extra.get("runtime_window") or {"tokens": 1, "reduce": "max"}
-    return Reading(int(w["tokens"]), str(w["reduce"]))
+    return Reading.from_json(extra.get("runtime_window") or {"tokens": 1, "reduce": "max"})
 
 
 def score_chats(lm: Any, sae: Any, layer: int, W: np.ndarray, b: np.ndarray,

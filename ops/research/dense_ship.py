@@ -272,8 +272,7 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
             name=concept, concept=concept, pooling="token", weights=np.zeros(pack.d_sae, np.float32), bias=fit.b,
             thresholds=cal.thresholds, top_features=top, metrics=metrics, training=training,
             extra={"layer": layer, "runtime_window": reading.to_json(),
-                   "score": "per-token sigmoid(x_t @ w + b) on the raw residual at the hook; response score = max "
-                            f"over positions of the {reading.reduce} of the last {reading.window} token scores",
+                   "score": "per-token sigmoid(x_t @ w + b) on the raw residual at the hook; " + describe(reading),
                    "top_feature_evidence": evidence},
             resid_weights=fit.w))
         rows.append((concept, fr.name, reading, metrics, training))
@@ -300,10 +299,26 @@ def _benign(root: Path) -> list[tuple[dict[str, str], ...]]:
     return benign_chats(root, N_BENIGN)
 
 
+def window_words(reading: Reading) -> str:
+    if reading.at == "response_end":
+        return "end: last token" if reading.window == 1 else f"end: {reading.reduce} of the answer"
+    return f"{reading.reduce} {reading.window}"
+
+
+def describe(reading: Reading) -> str:
+    if reading.at == "response_end":
+        what = "the last answer token's score" if reading.window == 1 else \
+            f"the {reading.reduce} of the answer's token scores (up to {reading.window})"
+        return f"response score = {what}, read once when the answer has ended (policy at: response_end)"
+    return f"response score = max over positions of the {reading.reduce} of the last {reading.window} token scores"
+
+
 def shipped_md(rows: Sequence[tuple[str, str, Reading, dict[str, Any], dict[str, Any]]], n_benign: int) -> str:
     lines = ["## Shipped verdict probes (probes.json; dense, read at the SAE's hook)", "",
              "Each is scored as the guard scores it: per answer token, then the policy window "
-             "(chosen on the in-source validation split), then max over the response. Thresholds "
+             "(chosen on the in-source validation split), then max over the response; or, for a "
+             "verdict read at the end (`at: response_end`), once on the window ending at the answer's "
+             "last token. Thresholds "
              f"at 1% FPR over in-source validation negatives plus {n_benign} benign chats. "
              "Held-out cells: AUROC [95% CI] / TPR at that source's own 1% FPR / share of its "
              "positives (negatives) that cross the shipped 1% threshold / TF-IDF on the same rows.", "",
@@ -313,7 +328,7 @@ def shipped_md(rows: Sequence[tuple[str, str, Reading, dict[str, Any], dict[str,
         held = "<br>".join(f"{h}: {c['auroc']:.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] / {c['tpr_at_1pct_fpr']:.2f} / "
                            f"{c['alert_rate_pos']:.2f} ({c['alert_rate_neg']:.2f}) / tf-idf {c['tfidf_auroc']:.3f}"
                            for h, c in m["held_out"].items())
-        lines.append(f"| {concept} | {framing} | {reading.reduce} {reading.window} | {m['in_source_val']['auroc']:.3f} | "
+        lines.append(f"| {concept} | {framing} | {window_words(reading)} | {m['in_source_val']['auroc']:.3f} | "
                      f"{held} | {m['benign_alert_rate_at_1pct']} | {m['harmless_answer_alert_rate_at_1pct']} | "
                      f"{'met' if m['meets_goal'] else 'not met'} |")
     lines += ["", "ROC of the shipped probes on their held-out sources: [roc_shipped](roc_shipped.png).", ""]

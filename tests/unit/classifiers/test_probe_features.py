@@ -116,6 +116,29 @@ def test_response_score_is_what_the_policy_window_sees(rng, reading):
         assert np.isclose(got[i], _policy_simulation(seg, reading.window, reading.reduce))
 
 
+@pytest.mark.parametrize("reading", [Reading(1, "max", "response_end"), Reading(4, "mean", "response_end"),
+                                     Reading(4096, "mean", "response_end"), Reading(3, "max", "response_end")])
+def test_an_end_of_response_reading_is_what_the_policy_engine_reads_at_the_end(rng, reading):
+    """The offline reading a threshold is calibrated on equals the score the policy engine
+    puts on its end-of-response alert (threshold 0: it always fires)."""
+    from monitor.policy import RequestContext, StaticPackInfo, load_policy_text
+
+    pack = StaticPackInfo.build(4, {"p": {"concept": "deception", "thresholds": {}, "top_features": []}})
+    text = ("name: t\nmode: enforce\non_monitor_error: fail_open\nrules:\n  - id: e\n    when: {probe: p, "
+            f"threshold: 0.0, window: {{tokens: {reading.window}, reduce: {reading.reduce}}}, at: response_end}}\n"
+            "    then: [{alert: {severity: low}}]\n")
+    policy = load_policy_text(text, pack)
+    s = rng.uniform(size=40)
+    offsets = np.array([0, 1, 5, 25, 40])
+    got = response_scores(s, offsets, reading)
+    for i in range(4):
+        mon = policy.new_request("r", RequestContext())
+        for j, v in enumerate(s[offsets[i] : offsets[i + 1]]):
+            mon.step({"p": float(v)}, j, "t", "response")
+        assert np.isclose(got[i], mon.finish().alerts[0].score)
+    assert Reading.from_json(reading.to_json()) == reading
+
+
 def test_store_round_trip(tmp_path, rng):
     from classifiers.features.bank import ResidualBank
 
