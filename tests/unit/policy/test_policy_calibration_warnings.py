@@ -158,3 +158,19 @@ def test_the_store_reports_warnings_on_reload_without_rejecting(tmp_path: Path) 
     assert result.ok and result.changed and store.current.version == result.version
     assert len(result.warnings) == 1 and "sycophancy" in str(result.warnings[0])
     assert str(path) in str(result.warnings[0])
+
+
+def test_a_threshold_calibrated_at_the_end_of_the_answer_warns_when_read_at_every_token_and_back() -> None:
+    info = StaticPackInfo.build(16, {
+        "sycophancy": {"thresholds": {"0.01": 0.7}, "top_features": [1],
+                       "runtime_window": {"tokens": 1, "reduce": "max", "at": "response_end"}}})
+    assert info.probes["sycophancy"].calibration_window == (1, "max", "response_end")
+    live = policy("{probe: sycophancy, threshold: calibrated, fpr: 0.01, window: {tokens: 1, reduce: max}}")
+    assert messages(live, info) == [
+        "p.yaml:6: rules.0.when.window: warning: probe 'sycophancy' was calibrated with window "
+        "{tokens: 1, reduce: max, at: response_end} (probes.json runtime_window) but this rule uses "
+        "{tokens: 1, reduce: max}: its false-positive rate is not the calibrated 1%"]
+    end = policy("{probe: sycophancy, threshold: calibrated, fpr: 0.01, window: {tokens: 1, reduce: max}, "
+                 "at: response_end}")
+    assert messages(end, info) == []
+    assert len(messages(end)) == 1  # INFO's sycophancy was calibrated per token (16-token mean)
