@@ -221,13 +221,13 @@ class ChatJob:
         assert req is not None
         m = self.backend.metrics
         for event in events:
+            self._report_monitor_errors(req.monitor_errors)
+            if event.finish_reason == "monitor_error":  # fail_closed: what was not monitored is not sent
+                self._final = event
+                continue
             if event.prompt_scores is not None:
                 self.stream.put(PromptScored(*event.prompt_scores))
                 m.tokens.labels(kind="prompt").inc(len(self.prompt_ids))
-            self._report_monitor_errors(req.monitor_errors)
-            if event.finish_reason == "monitor_error":  # fail_closed: the stream ends in an error
-                self._final = event
-                continue
             if event.index >= 0:
                 reports, alerts = event.scores if event.scores is not None else ([], [])
                 m.tokens.labels(kind="completion").inc()

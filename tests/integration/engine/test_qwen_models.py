@@ -262,6 +262,10 @@ rules:
     when: {{probe: {name}, threshold: 0.0, scope: response}}
     then:
       - alert: {{severity: low}}
+  - id: end-{name}
+    when: {{probe: {name}, threshold: 0.0, window: {{tokens: 1, reduce: max}}, scope: response, at: response_end}}
+    then:
+      - alert: {{severity: low}}
 """, pack.info)
     messages = [{"role": "user", "content": "What is the capital of Australia?"}]
     prompt = engine.render(messages)
@@ -275,8 +279,16 @@ rules:
     answer = lm.tokenizer.decode(gen.completion_ids, skip_special_tokens=True)
     rec = dense[0]
     layer = int(pack.hook_name.split(".")[1])
-    offline = score_chats(lm, pack.sae, layer, rec.weights[:, None], np.asarray([rec.bias]), [Reading(1, "max")],
-                          [[*messages, {"role": "assistant", "content": answer}]], W_resid=rec.resid_weights[:, None])
-    assert offline.scores[0, 0] == pytest.approx(max(live[: len(gen.completion_ids)]), abs=0.02)
+    two = np.stack([rec.weights, rec.weights], 1)  # the same probe read per token, and at the end
+    offline = score_chats(lm, pack.sae, layer, two, np.asarray([rec.bias] * 2),
+                          [Reading(1, "max"), Reading(1, "max", "response_end")],
+                          [[*messages, {"role": "assistant", "content": answer}]],
+                          W_resid=np.stack([rec.resid_weights, rec.resid_weights], 1))
+    answer_scores = live[: len(gen.completion_ids)]
+    assert offline.scores[0, 0] == pytest.approx(max(answer_scores), abs=0.02)
+    assert offline.scores[0, 1] == pytest.approx(answer_scores[-1], abs=0.02)
+    assert not [a for a in alerts if a.rule_id.startswith("end-")]  # nothing until the answer has ended
+    (end,) = session.finish()
+    assert end.score == pytest.approx(offline.scores[0, 1], abs=0.02) and end.features
     assert alerts and alerts[0].features
     assert any(f.label for f in alerts[0].features), "the features behind a verdict carry their labels"
