@@ -74,9 +74,13 @@ def browser(chromium, console_daemon, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT_S, what: str = "") -> Any:
+    """Poll ``condition`` until it holds. An element the page re-rendered between finding it
+    and reading it (a list refreshed by the search) counts as "not yet", not as a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message=what)
 
 
 @pytest.fixture
