@@ -93,17 +93,23 @@ def mean_rows(tok: TokenResiduals, items: Sequence[int]) -> np.ndarray:
     return np.stack([tok.X[tok.offsets[i] : tok.offsets[i + 1]].astype(np.float32).mean(0) for i in items])
 
 
-ROWS = ("tokens", "mean")
-"""What a training row is: one answer token (up to :data:`TOKENS_PER_ITEM` per answer), or
-an answer's mean residual (the pooled study's rows; a linear probe on the mean is the mean
-of its per-token logits, which the policy window approximates)."""
+def last_rows(tok: TokenResiduals, items: Sequence[int]) -> np.ndarray:
+    """[n_items, d] float32: each item's last answer token."""
+    return np.stack([tok.X[tok.offsets[i + 1] - 1].astype(np.float32) for i in items])
+
+
+ROWS = ("tokens", "mean", "last")
+"""What a training row is: one answer token (up to :data:`TOKENS_PER_ITEM` per answer), an
+answer's mean residual (the pooled study's rows; a linear probe on the mean is the mean of
+its per-token logits, which the policy window approximates), or an answer's last token
+(what an end-of-answer verdict on one token reads)."""
 
 
 def fit_dense(tok: TokenResiduals, labels: np.ndarray, groups: Sequence[str], train: Sequence[int],
               layer: int, rows: str = "tokens") -> DenseFit:
     """Fit on the training items' rows (:data:`ROWS`)."""
-    if rows == "mean":
-        X = mean_rows(tok, train)
+    if rows in ("mean", "last"):
+        X = mean_rows(tok, train) if rows == "mean" else last_rows(tok, train)
         owner = np.asarray(train)
     else:
         X, owner = token_rows(tok, train)

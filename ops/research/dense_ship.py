@@ -263,7 +263,9 @@ def main() -> int:  # noqa: PLR0915 - one linear driver
                    "harmless_answer_n": len(harmless), "meets_goal": met,
                    "goal": f"held-out AUROC >= {GOAL_AUROC[concept]}, TPR@1%FPR >= 0.5, +0.25 over tf-idf"}
         training = {"framing": fr.name, "sets": fr.train_set.split("+"), "n_train_transcripts": int(train_idx.size),
-                    "rows": rows_kind if rows_kind == "mean" else f"up to {TOKENS_PER_ITEM} answer tokens per transcript", "C": fit.probe.C, "cv_auroc": round(fit.probe.cv_auroc, 4),
+                    "rows": {"mean": "each answer's mean residual", "last": "each answer's last token"}.get(
+                        rows_kind, f"up to {TOKENS_PER_ITEM} answer tokens per transcript"),
+                    "C": fit.probe.C, "cv_auroc": round(fit.probe.cv_auroc, 4),
                     "split": "group_unit('study', group, seed 0) < 0.2 -> validation",
                     "calibration": {"window": reading.to_json(), "n_negatives": cal.n_negatives,
                                     "n_benign": cal.n_benign, "achieved_fpr": cal.achieved_fpr},

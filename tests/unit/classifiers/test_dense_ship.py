@@ -73,3 +73,24 @@ def test_a_token_level_signal_is_found_and_scores_held_out_answers():
 def test_effective_feature_weights_are_the_decoder_projected_on_the_probe():
     W_dec = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     assert effective_feature_weights(W_dec, np.array([0.5, -1.0])).tolist() == pytest.approx([0.5, -2.0, -0.5])
+
+
+def test_last_token_rows_learn_what_only_the_last_token_carries_and_read_it_at_the_end():
+    """Answers whose label shows only in their last token: a probe on last-token rows,
+    read at the end of the answer, separates them; the answer mean dilutes it."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(20, 40, size=120)
+    tok = toy_tokens(lengths, seed=3)
+    y = np.arange(120) % 2
+    X = tok.X.astype(np.float32)
+    for i in np.flatnonzero(y):
+        X[tok.offsets[i + 1] - 1, 4] += 12.0
+    tok = TokenResiduals(7, X.astype(np.float16), tok.offsets)
+    groups = [str(i) for i in range(120)]
+    train, test = list(range(0, 80)), list(range(80, 120))
+    last = fit_dense(tok, y, groups, train, 7, rows="last")
+    end = reading_scores(token_logits(tok, last.w, last.b), tok, test, Reading(1, "max", "response_end"))
+    assert auroc(end, y[test]) > 0.95
+    mean = fit_dense(tok, y, groups, train, 7, rows="mean")
+    diluted = reading_scores(token_logits(tok, mean.w, mean.b), tok, test, Reading(4096, "mean", "response_end"))
+    assert auroc(diluted, y[test]) < auroc(end, y[test])
