@@ -44,3 +44,17 @@ class ToyTokenizer:
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         return {"input_ids": [2 + (ord(c) - 97) % 30 for c in text.lower() if c.isalpha()]}
+
+
+def toy_sae(d_in: int = 8, d_sae: int = 16, seed: int = 1):  # noqa: ANN201 - a SAELens StandardSAE
+    """A SAELens StandardSAE with fixed random weights for the toy model (d_model 8)."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(seed)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.randn(d_sae, d_in) * 0.5)
+        sae.b_dec.zero_()
+    return sae

@@ -3,7 +3,7 @@ alerts, error-preserving clamps, shadow mode, stop, skipped positions."""
 
 import pytest
 import torch
-from sae_lens import StandardSAE, StandardSAEConfig
+from sae_lens import StandardSAE
 
 from monitor.engine import Engine, SamplingParams
 from monitor.guard import Guard, ProbeBank
@@ -11,6 +11,7 @@ from monitor.guard.guard import scope_by_prompt_length
 from monitor.policy.loader import load_policy_text
 from monitor.policy.packinfo import StaticPackInfo
 from tests.toymodel import ToyTokenizer, toy_model
+from tests.toymodel import toy_sae as _toy_sae
 
 HOOK = "blocks.1.hook_resid_post"
 PROMPT = [3, 7, 1, 9, 4]
@@ -18,14 +19,7 @@ D_SAE = 16
 
 
 def toy_sae() -> StandardSAE:
-    torch.manual_seed(1)
-    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=D_SAE, apply_b_dec_to_input=False))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(8, D_SAE))
-        sae.b_enc.zero_()
-        sae.W_dec.copy_(torch.randn(D_SAE, 8) * 0.5)
-        sae.b_dec.zero_()
-    return sae
+    return _toy_sae(d_sae=D_SAE)
 
 
 def toy_guard(always_high: bool = True) -> Guard:

@@ -23,7 +23,7 @@ from monitor.server.metrics import Metrics, counting_publisher
 from monitor.server.runtime import Gate, ObservedPolicyStore, Runtime
 from monitor.server.settings import load_settings
 from monitor.server.worker import SingleWorker
-from tests.toymodel import ToyTokenizer, toy_model
+from tests.toymodel import ToyTokenizer, toy_model, toy_sae
 
 HOOK = "blocks.1.hook_resid_post"
 D_SAE = 16
@@ -57,15 +57,8 @@ class FakeWriter:
 
 def toy_guard() -> Guard:
     import torch
-    from sae_lens import StandardSAE, StandardSAEConfig
 
-    torch.manual_seed(1)
-    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=D_SAE, apply_b_dec_to_input=False))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(8, D_SAE))
-        sae.b_enc.zero_()
-        sae.W_dec.copy_(torch.randn(D_SAE, 8) * 0.5)
-        sae.b_dec.zero_()
+    sae = toy_sae(d_sae=D_SAE)
     W = torch.zeros(D_SAE, 2)
     bank = ProbeBank(names=("hot", "cold"), concepts=("deception", "bias"), W=W, b=torch.tensor([20.0, -20.0]),
                      labels={})
