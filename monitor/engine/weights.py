@@ -5,7 +5,7 @@
 - ``int4``: weight-only 4-bit, asymmetric groups of 32 along the input dimension (a
   scale and a zero per group, stored bf16), multiplied by torch's CPU kernel
   ``_weight_int4pack_mm_for_cpu`` (input cast to bf16, the kernel's only input dtype).
-  The blocks' linear layers only: the unembedding stays fp32 (see FastForward). The GGUF
+  The blocks' linear layers only: the unembedding is bf16 (see FastForward). The GGUF
   files saeguard loads store most block weights at 4-5 bits in groups of 32 (Q4_1, Q4_K,
   Q5_0), so the int4 groups re-express them closely rather than quantizing fp16 weights.
 
