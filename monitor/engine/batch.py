@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import torch
 
-from monitor.engine.decode import FinishReason, PromptTooLongError, TokenEvent
+from monitor.engine.decode import FinishReason, TokenEvent, check_prompt
 from monitor.engine.detok import IncrementalDecoder
 from monitor.engine.runner import FastRunner, Runner
 from monitor.engine.sampling import SamplingParams, choose_next
@@ -159,12 +159,7 @@ class BatchDecoder:
         if self.occupied + len(reqs) > self.max_batch:
             raise RuntimeError("batch is full")
         for req in reqs:
-            if not req.prompt_ids:
-                raise ValueError("empty prompt")
-            if len(req.prompt_ids) + req.params.max_tokens > self.model.cfg.n_ctx:
-                raise PromptTooLongError(
-                    f"prompt is {len(req.prompt_ids)} tokens and max_tokens is {req.params.max_tokens}; "
-                    f"together they exceed the context of {self.model.cfg.n_ctx} tokens")
+            check_prompt(req.prompt_ids, req.params, self.model.cfg.n_ctx)
         if not reqs:
             return {}
         chunk = self.prefill_chunk

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
 import torch
 
 from monitor.engine.sampling import SamplingParams
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from monitor.engine.batch import BatchRequest
     from monitor.engine.runner import Runner
     from monitor.engine.tap import Tap, TapCallback, TapError
-
-log = structlog.get_logger(__name__)
 
 FinishReason = Literal["stop", "length", "policy_stop", "monitor_error"]
 
@@ -56,47 +53,54 @@ class PromptTooLongError(ValueError):
     """The prompt plus max_tokens does not fit the model's context."""
 
 
-class Generation:
-    """One streaming generation. Iterate it to get :class:`TokenEvent` s.
+def check_prompt(prompt_ids: Sequence[int], params: SamplingParams, n_ctx: int) -> None:
+    """Refuse an empty prompt, or one that leaves no room for ``max_tokens`` in the context."""
+    if not prompt_ids:
+        raise ValueError("empty prompt")
+    if len(prompt_ids) + params.max_tokens > n_ctx:
+        raise PromptTooLongError(
+            f"prompt is {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}; "
+            f"together they exceed the context of {n_ctx} tokens"
+        )
 
-    ``taps`` and ``callbacks`` say what watches it: a :class:`~monitor.engine.tap.Tap`
-    contributes its hook and callback (the loop scopes its own hook to each forward pass,
-    so the tap need not be entered), a callback is a ``(hook name, callback)`` pair.
+
+def new_request(
+    prompt_ids: Sequence[int],
+    params: SamplingParams,
+    taps: Sequence[Tap] = (),
+    request_id: str = "",
+    on_tap_error: Literal["raise", "continue"] = "raise",
+    callbacks: Sequence[tuple[str, TapCallback]] = (),
+    collect: Callable[[], Any] | None = None,
+) -> BatchRequest:
+    """The :class:`~monitor.engine.batch.BatchRequest` for a generation: a
+    :class:`~monitor.engine.tap.Tap` contributes its hook and callback (the loop scopes its
+    own hook to each forward pass, so the tap need not be entered), a callback is a
+    ``(hook name, callback)`` pair."""
+    from monitor.engine.batch import BatchRequest
+
+    return BatchRequest(request_id, list(prompt_ids), params,
+                        callbacks=[(t.hook_name, t.callback) for t in taps] + list(callbacks),
+                        on_tap_error=on_tap_error, collect=collect)
+
+
+class Generation:
+    """One streaming generation of ``request`` (:func:`new_request`). Iterate it to get
+    :class:`TokenEvent` s.
+
     ``on_tap_error="raise"``: a failing callback ends the iteration with its
     :class:`~monitor.engine.tap.TapError` (the token it broke on is not yielded);
     ``"continue"``: the generation goes on unmonitored and the error is in
     :attr:`monitor_errors` and on the final event."""
 
-    def __init__(
-        self,
-        runner: Runner,
-        model: Any,
-        tokenizer: Any,
-        prompt_ids: Sequence[int],
-        params: SamplingParams,
-        stop_token_ids: Sequence[int] = (),
-        taps: Sequence[Tap] = (),
-        request_id: str = "",
-        on_tap_error: Literal["raise", "continue"] = "raise",
-        callbacks: Sequence[tuple[str, TapCallback]] = (),
-        collect: Callable[[], Any] | None = None,
-    ):
-        from monitor.engine.batch import BatchDecoder, BatchRequest
+    def __init__(self, runner: Runner, model: Any, tokenizer: Any, request: BatchRequest,
+                 stop_token_ids: Sequence[int] = ()):
+        from monitor.engine.batch import BatchDecoder
 
-        n_ctx = model.cfg.n_ctx
-        if not prompt_ids:
-            raise ValueError("empty prompt")
-        if len(prompt_ids) + params.max_tokens > n_ctx:
-            raise PromptTooLongError(
-                f"prompt is {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}; "
-                f"together they exceed the context of {n_ctx} tokens"
-            )
-        self.prompt_ids = list(prompt_ids)
-        self.params = params
-        self.request: BatchRequest = BatchRequest(
-            request_id, self.prompt_ids, params,
-            callbacks=[(t.hook_name, t.callback) for t in taps] + list(callbacks),
-            on_tap_error=on_tap_error, collect=collect)
+        check_prompt(request.prompt_ids, request.params, model.cfg.n_ctx)
+        self.request = request
+        self.prompt_ids = request.prompt_ids
+        self.params = request.params
         self._decoder = BatchDecoder(model, tokenizer, stop_token_ids, max_batch=1, runner=runner,
                                      prefill_chunk=None)
         self.prefill_s = 0.0
@@ -151,6 +155,6 @@ class Generation:
 
 
 def generate_stream(runner: Runner, model: Any, tokenizer: Any, prompt_ids: Sequence[int],
-                    params: SamplingParams, **kw: Any) -> Iterator[TokenEvent]:
-    """Convenience wrapper: ``iter(Generation(...))``."""
-    return iter(Generation(runner, model, tokenizer, prompt_ids, params, **kw))
+                    params: SamplingParams, stop_token_ids: Sequence[int] = (), **kw: Any) -> Iterator[TokenEvent]:
+    """Convenience wrapper: ``iter(Generation(..., new_request(prompt_ids, params, **kw)))``."""
+    return iter(Generation(runner, model, tokenizer, new_request(prompt_ids, params, **kw), stop_token_ids))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from monitor.engine.batch import PREFILL_CHUNK, BatchDecoder
+from monitor.engine.batch import PREFILL_CHUNK, BatchDecoder, BatchRequest
 from monitor.engine.chat import render_chat
-from monitor.engine.decode import Generation
+from monitor.engine.decode import Generation, new_request
 from monitor.engine.fastpath import FastForward, fast_path_supported
 from monitor.engine.runner import FastRunner, select_runner
 from monitor.engine.sampling import SamplingParams
@@ -71,8 +71,11 @@ class Engine:
     ) -> Generation:
         """A new streaming generation (iterate it): a batch of one on the decode loop, on
         the fast path unless a hook it does not call is attached to the model."""
-        return Generation(
-            select_runner(self.model, self._fast), self.model, self.tokenizer, prompt_ids, params,
-            stop_token_ids=self.stop_token_ids, taps=taps, request_id=request_id, on_tap_error=on_tap_error,
-            callbacks=callbacks, collect=collect,
-        )
+        return self.generation_of(new_request(prompt_ids, params, taps=taps, request_id=request_id,
+                                              on_tap_error=on_tap_error, callbacks=callbacks, collect=collect))
+
+    def generation_of(self, request: BatchRequest) -> Generation:
+        """The generation of a request built elsewhere (:func:`~monitor.engine.decode.new_request`,
+        or a scheduler's :class:`~monitor.engine.batch.BatchRequest`)."""
+        return Generation(select_runner(self.model, self._fast), self.model, self.tokenizer, request,
+                          stop_token_ids=self.stop_token_ids)

@@ -163,26 +163,17 @@ class ChatJob:
         req = BatchRequest(self.request_id, self.prompt_ids, self.params, on_tap_error=self.on_tap_error)
         b = self.backend
         session = self._session = b.guard.session(self.policy, self.request_id, publish=b.publish,
-                                                  scope_of=self.scope_of, intervene=True, stop=self._stop)
+                                                  scope_of=self.scope_of, intervene=True, stop=req.stop)
         cursor = self._cursor = _AlertCursor(session)
         req.callbacks = ((b.guard.hook_name, timed(session.callback, b.metrics)),)
         req.collect = lambda: (session.take_reports(), cursor.take())
         self.request = req
         return req
 
-    def _stop(self, message: str) -> None:
-        """A policy stop, for whichever request runs this job (see :meth:`run`)."""
-        assert self.request is not None
-        self.request.stop(message)
-
     # -- one at a time ---------------------------------------------------------------------
     def run(self) -> None:
         try:
-            req = self.begin()
-            gen = self.backend.engine.generation(
-                self.prompt_ids, self.params, callbacks=req.callbacks, collect=req.collect,
-                request_id=self.request_id, on_tap_error=self.on_tap_error)
-            self.request = gen.request  # the batch of one's own request: stops reach it
+            gen = self.backend.engine.generation_of(self.begin())  # a batch of one
             for event in gen:
                 if not self.on_events([event]):
                     log.info("request_cancelled", request_id=self.request_id)
