@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from monitor.engine.kvcache import KVCache
 from monitor.engine.weights import WeightFormat, check_format, linear, stored
+from monitor.model.gguf_file import STORED_AS
 
 RESID_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
 
@@ -94,19 +95,27 @@ class FastForward:
         wk = k_w.permute(0, 2, 1).reshape(kv * d, -1)
         wv = v_w.permute(0, 2, 1).reshape(kv * d, -1)
         fmt = self.weights
+        # how the model file stored each matrix (set by the loader for GGUF models; int4
+        # keeps the parts it stored wider than 4 bits in bf16: weights.stored)
+        sa, sm = getattr(a, STORED_AS, {}), getattr(m, STORED_AS, {})
+        d_mlp = m.W_out.shape[0]
         with torch.no_grad():
             return {
                 "block": block,
                 "ln1": block.ln1.w, "ln2": block.ln2.w,
                 # fused views made by relayout_for_speed; a concatenated copy otherwise
                 "wqkv": stored(a._saeguard_wqkv if hasattr(a, "_saeguard_wqkv")
-                               else torch.cat([wq, wk, wv]).contiguous(), fmt),
+                               else torch.cat([wq, wk, wv]).contiguous(), fmt,
+                               [(h * d, sa.get("q")), (kv * d, sa.get("k")), (kv * d, sa.get("v"))]),
                 "bqkv": torch.cat([a.b_Q.reshape(-1), k_b.reshape(-1), v_b.reshape(-1)]),
-                "wo": stored(a.W_O.permute(2, 0, 1).reshape(a.W_O.shape[2], -1), fmt),
+                "wo": stored(a.W_O.permute(2, 0, 1).reshape(a.W_O.shape[2], -1), fmt,
+                             [(a.W_O.shape[2], sa.get("o"))]),
                 "bo": a.b_O,
                 "wgi": stored(m._saeguard_wgi if hasattr(m, "_saeguard_wgi")
-                              else torch.cat([m.W_gate.T, m.W_in.T]).contiguous(), fmt),
-                "b_in": m.b_in, "wout": stored(m.W_out.T, fmt), "bout": m.b_out,
+                              else torch.cat([m.W_gate.T, m.W_in.T]).contiguous(), fmt,
+                              [(d_mlp, sm.get("gate")), (d_mlp, sm.get("up"))]),
+                "b_in": m.b_in, "wout": stored(m.W_out.T, fmt, [(m.W_out.shape[1], sm.get("down"))]),
+                "bout": m.b_out,
                 "hooks": {n: getattr(block, n) for n in RESID_HOOKS},
             }
 

@@ -6,8 +6,15 @@
   scale and a zero per group, stored bf16), multiplied by torch's CPU kernel
   ``_weight_int4pack_mm_for_cpu`` (input cast to bf16, the kernel's only input dtype).
   The blocks' linear layers only: the unembedding is bf16 (see FastForward). The GGUF
-  files saeguard loads store most block weights at 4-5 bits in groups of 32 (Q4_1, Q4_K,
-  Q5_0), so the int4 groups re-express them closely rather than quantizing fp16 weights.
+  files saeguard loads store most block weights at ~4 bits in groups of 32 (Q4_1, Q4_K),
+  so the int4 groups re-express them closely rather than quantizing fp16 weights.
+  **Where the file says how a matrix was stored** (the offline models: the loader records
+  each block matrix's GGUF type, :data:`monitor.model.gguf_file.STORED_AS`), int4 follows it: a matrix the file
+  keeps at more than 4 bits (Q5_*, Q6_K, Q8_0, F16/BF16/F32: Q4_K_M files keep half the
+  layers' ``ffn_down`` and ``attn_v`` at Q6_K, the layers llama.cpp's mixture found most
+  sensitive) stays bf16 instead of being squeezed to 4 bits; a fused matrix (Q/K/V,
+  gate/up) is split by rows into its int4 and bf16 parts (:class:`RowStack`). Without
+  that record (``hf:`` models) every block matrix is int4.
 
 Only the matrix products change. Everything between them (RMSNorm, rotary, attention, the
 residual stream, every ``hook_resid_*`` a tap reads or rewrites, the KV cache) stays in the
@@ -84,15 +91,55 @@ class Int4Linear:
         return y if bias is None else y + bias
 
 
-Linear = torch.Tensor | BF16Linear | Int4Linear
+class RowStack:
+    """A matrix stored in parts along its output rows (each part in its own format); the
+    product is the parts' products concatenated."""
+
+    def __init__(self, parts: list[BF16Linear | Int4Linear]):
+        self.parts = parts
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        y = torch.cat([p(x) for p in self.parts], dim=-1)
+        return y if bias is None else y + bias
 
 
-def stored(w: torch.Tensor, fmt: WeightFormat) -> Linear:
-    """``w`` [out, in] in format ``fmt``."""
+Linear = torch.Tensor | BF16Linear | Int4Linear | RowStack
+
+
+#: GGUF types at about 4 bits per weight or fewer: int4 re-expresses them; anything wider
+#: (Q5_*, Q6_K, Q8_*, F16, BF16, F32) stays bf16 under the int4 format.
+LOW_BIT_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS", "Q3_K", "Q2_K", "IQ3_XXS", "IQ3_S",
+                           "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "TQ1_0", "TQ2_0"})
+
+
+def stored(w: torch.Tensor, fmt: WeightFormat, rows: list[tuple[int, str | None]] | None = None) -> Linear:
+    """``w`` [out, in] in format ``fmt``.
+
+    ``rows``: how the model file stored ``w``, as consecutive (row count, GGUF type) parts
+    (a fused matrix has several); None when unknown. Under int4 a part the file kept wider
+    than 4 bits is bf16 (module docstring)."""
     if fmt == "bf16":
         return BF16Linear(w)
     if fmt == "int4":
-        return Int4Linear(w)
+        if not rows or all(t is None or t in LOW_BIT_TYPES for _, t in rows):
+            return Int4Linear(w)
+        if sum(n for n, _ in rows) != w.shape[0]:
+            raise ValueError(f"row parts {rows} do not cover the matrix's {w.shape[0]} rows")
+        # neighbours of one kind merge, so a matrix is at most as many products as kinds change
+        merged: list[tuple[int, bool]] = []
+        for n, t in rows:
+            low = t is None or t in LOW_BIT_TYPES
+            if merged and merged[-1][1] == low:
+                merged[-1] = (merged[-1][0] + n, low)
+            else:
+                merged.append((n, low))
+        parts: list[BF16Linear | Int4Linear] = []
+        start = 0
+        for n, low in merged:
+            part = w[start:start + n]
+            parts.append(Int4Linear(part) if low else BF16Linear(part))
+            start += n
+        return parts[0] if len(parts) == 1 else RowStack(parts)
     return w
 
 

@@ -50,12 +50,17 @@ def verified_gguf(entry: ModelEntry, cache_root: Path, fetch: bool = True) -> tu
 
 def fp32_cache_dir(entry: ModelEntry, cache_root: Path) -> tuple[Path, str]:
     """Return (directory holding the fp32 copy, GGUF sha256); build it if missing."""
+    hf_dir, digest, _ = fp32_cache(entry, cache_root)
+    return hf_dir, digest
+
+
+def fp32_cache(entry: ModelEntry, cache_root: Path) -> tuple[Path, str, Path]:
+    """(directory holding the fp32 copy, GGUF sha256, the verified GGUF's path)."""
     src, digest = verified_gguf(entry, cache_root)
     target = cache_root / f"{entry.spec}-{digest[:16]}"
-    if (target / "saeguard_ok.json").is_file():
-        return target, digest
-    _dequantize_into(entry, src, target, digest)
-    return target, digest
+    if not (target / "saeguard_ok.json").is_file():
+        _dequantize_into(entry, src, target, digest)
+    return target, digest, src
 
 
 def _dequantize_into(entry: ModelEntry, src: Path, target: Path, digest: str) -> None:

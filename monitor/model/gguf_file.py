@@ -71,6 +71,31 @@ def check_metadata(path: Path, entry: ModelEntry) -> None:
         raise ModelFileError(f"{path}: GGUF chat template sha256 expected {entry.chat_template_sha256}, found {found}")
 
 
+#: Attribute the loader sets on a block's ``attn`` / ``mlp`` module: ``{"q"|"k"|"v"|"o"|
+#: "gate"|"up"|"down": GGUF tensor type name}``, how the model file stored that matrix
+#: (read by the int4 weight format, monitor.engine.weights).
+STORED_AS = "_saeguard_stored_as"
+
+#: GGUF block tensor name -> (module, matrix) as the fast path names them (weights.STORED_AS)
+_BLOCK_MATRICES = {"attn_q": ("attn", "q"), "attn_k": ("attn", "k"), "attn_v": ("attn", "v"),
+                   "attn_output": ("attn", "o"), "ffn_gate": ("mlp", "gate"), "ffn_up": ("mlp", "up"),
+                   "ffn_down": ("mlp", "down")}
+
+
+def block_storage(path: Path) -> dict[int, dict[str, dict[str, str]]]:
+    """How the file stores each block matrix: ``{layer: {"attn"|"mlp": {"q"|...|"down":
+    GGUF type name}}}`` (read from the tensor index; no tensor data is read)."""
+    from gguf import GGUFReader
+
+    out: dict[int, dict[str, dict[str, str]]] = {}
+    for t in GGUFReader(str(path)).tensors:
+        parts = t.name.split(".")
+        if len(parts) == 4 and parts[0] == "blk" and parts[3] == "weight" and parts[2] in _BLOCK_MATRICES:
+            module, matrix = _BLOCK_MATRICES[parts[2]]
+            out.setdefault(int(parts[1]), {}).setdefault(module, {})[matrix] = t.tensor_type.name
+    return out
+
+
 def verify(path: Path, entry: ModelEntry) -> str:
     """Check size, sha256 and metadata of ``path``; return the sha256. Changes nothing."""
     if entry.gguf_size:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 import torch
 
-from monitor.model import dequant
+from monitor.model import dequant, gguf_file
 from monitor.model.device import pick_device
 from monitor.model.errors import ModelSpecError
 from monitor.model.registry import DEFAULT_SPEC, MODELS, ModelEntry, known_specs
@@ -78,7 +78,7 @@ def _load_offline(entry: ModelEntry, dev: torch.device, cache_root: Path, n_ctx:
     from monitor.model.hooked import hooked_from_hf
     from monitor.model.relayout import relayout_for_speed
 
-    hf_dir, digest = dequant.fp32_cache_dir(entry, cache_root)
+    hf_dir, digest, src = dequant.fp32_cache(entry, cache_root)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the 272-tensor "Loading weights" bar on every start
     tok = AutoTokenizer.from_pretrained(hf_dir)
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
@@ -86,6 +86,11 @@ def _load_offline(entry: ModelEntry, dev: torch.device, cache_root: Path, n_ctx:
     del hf
     if fast:
         relayout_for_speed(model, tie_unembed=True)
+    # how the file stored each block matrix: the int4 weight format keeps the ones stored
+    # wider than 4 bits in bf16 (monitor.engine.weights)
+    for layer, modules in gguf_file.block_storage(src).items():
+        for name, types in modules.items():
+            setattr(getattr(model.blocks[layer], name), gguf_file.STORED_AS, types)
     return LoadedModel(
         spec=entry.spec,
         model=model,

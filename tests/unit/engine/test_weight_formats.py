@@ -8,12 +8,15 @@ from monitor.engine import Engine, SamplingParams, Tap
 from monitor.engine.fastpath import FastForward
 from monitor.engine.weights import (
     GROUP,
+    BF16Linear,
     Int4Linear,
+    RowStack,
     WeightFormatError,
     check_format,
     linear,
     stored,
 )
+from monitor.model.gguf_file import STORED_AS
 from tests.toymodel import ToyTokenizer, toy_model
 
 WIDE = {"d_model": 64, "d_head": 16, "n_heads": 4, "d_mlp": 128, "d_vocab": 48}
@@ -43,6 +46,47 @@ def test_int4_on_gaussian_weights_is_close_but_lossy():
     ref = x @ w.T
     rel = (linear(x, Int4Linear(w)) - ref).norm() / ref.norm()
     assert 0.005 < rel < 0.15
+
+
+def test_int4_keeps_the_rows_the_file_stored_wider_than_4_bits_in_bf16():
+    # a fused Q/K/V whose V the file kept at Q6_K: Q and K are 4-bit, V stays bf16, and the
+    # product is the parts' products side by side
+    torch.manual_seed(2)
+    w, x = torch.randn(96, 128), torch.randn(4, 128)
+    ref = x @ w.T
+    mixed = stored(w, "int4", [(64, "Q4_K"), (16, "Q4_K"), (16, "Q6_K")])
+    assert isinstance(mixed, RowStack)
+    assert [type(p) for p in mixed.parts] == [Int4Linear, BF16Linear]  # neighbours of one kind merge
+    y = linear(x, mixed, torch.ones(96))
+    v_err = (y[:, 80:] - 1 - ref[:, 80:]).abs().max()
+    qk_err = (y[:, :80] - 1 - ref[:, :80]).abs().max()
+    assert y.shape == ref.shape and v_err < 0.02 * ref.abs().max() < qk_err
+    # the file's 4-bit types, or no record (hf: models), give one int4 product; bf16 is bf16
+    assert isinstance(stored(w, "int4", [(96, "Q4_1")]), Int4Linear)
+    assert isinstance(stored(w, "int4", [(80, None), (16, None)]), Int4Linear)
+    assert isinstance(stored(w, "int4", [(96, "Q8_0")]), BF16Linear)
+    assert isinstance(stored(w, "bf16", [(96, "Q4_K")]), BF16Linear)
+    with pytest.raises(ValueError, match="do not cover"):
+        stored(w, "int4", [(64, "Q4_K"), (16, "Q6_K")])
+
+
+def test_the_fast_path_reads_how_the_loader_says_each_block_matrix_was_stored():
+    model = toy_model(**WIDE)
+    setattr(model.blocks[0].attn, STORED_AS, {"q": "Q4_K", "k": "Q4_K", "v": "Q6_K", "o": "Q4_K"})
+    setattr(model.blocks[0].mlp, STORED_AS, {"gate": "Q4_K", "up": "Q4_K", "down": "Q6_K"})
+    ff = FastForward(model, "int4")
+    first, second = ff.layers[0], ff.layers[1]
+    assert isinstance(first["wqkv"], RowStack) and isinstance(first["wout"], BF16Linear)
+    assert isinstance(first["wgi"], Int4Linear) and isinstance(first["wo"], Int4Linear)
+    assert all(isinstance(second[k], Int4Linear) for k in ("wqkv", "wo", "wgi", "wout"))
+    # the forward runs on the split matrices, and keeping those parts wide moves the logits
+    # less than squeezing every matrix to 4 bits (the toy's weights are Gaussian)
+    plain, squeezed = FastForward(model), FastForward(toy_model(**WIDE), "int4")
+    with torch.inference_mode():
+        a = plain.logits(plain.forward(TOKENS, plain.new_cache()))
+        b = ff.logits(ff.forward(TOKENS, ff.new_cache()))
+        c = squeezed.logits(squeezed.forward(TOKENS, squeezed.new_cache()))
+    assert (b - a).norm() < (c - a).norm()
 
 
 def test_int4_refuses_widths_the_kernel_cannot_pack():
