@@ -85,7 +85,8 @@ def main() -> int:
     hook = str(sae.cfg.metadata.hook_name)
     if pj.get("hook_name") and pj["hook_name"] != hook:
         return fail(f"probes read {pj['hook_name']} but the SAE is at {hook}")
-    lm = load_model()
+    manifest = json.loads((pack / "manifest.json").read_text(encoding="utf-8")) if (pack / "manifest.json").is_file() else {}
+    lm = load_model(str((manifest.get("model") or {}).get("id") or "smollm2-135m-instruct"))
     setup = Setup(lm.model, Engine.from_loaded(lm), sae, hook, special_ids_of(lm.tokenizer))
     root = resolve_datasets_root(args.datasets_root)
     tok = lm.tokenizer

@@ -107,16 +107,21 @@ def perplexity(setup: Setup, texts: Iterable[Sequence[int]], spec: FeatureInterv
 class ProbeHead:
     """One probe as the run-time guard reads it: per-token ``s_t = sigmoid(f_t @ w + b)``
     over the SAE code (plus the SAE error term ``x - decode(z)`` for an ``saeerr`` probe,
-    whose weights are ``d_sae + d_in`` long), pooled over a window of ``window`` tokens
-    (``reduce`` mean/max, the probe's ``runtime_window`` in probes.json) and maximised over
-    the span (:mod:`classifiers.probes.readings`)."""
+    whose weights are ``d_sae + d_in`` long), or ``sigmoid(x_t @ w_resid + b)`` over the raw
+    residual for a dense probe (``feature_basis: resid``), read through the probe's
+    calibrated reading (``runtime_window`` in probes.json: a window of ``window`` tokens
+    pooled by ``reduce``, maximised over the span, or taken once at the response's end;
+    :mod:`classifiers.probes.readings`)."""
 
     name: str
     w: Tensor
-    """[d_sae] or [d_sae + d_in]."""
+    """[d_sae] or [d_sae + d_in] (zeros for a dense probe)."""
     b: float
     window: int = 1
     reduce: str = "max"
+    at: str = "every_token"
+    w_resid: Tensor | None = None
+    """[d_in]: a dense probe's weights over the residual (None for an SAE probe)."""
 
     @classmethod
     def from_pack(cls, probes_dir: Any, name: str, d_sae: int) -> ProbeHead:
@@ -131,10 +136,14 @@ class ProbeHead:
         if w.numel() < d_sae:
             raise ValueError(f"probe {name!r} has {w.numel()} weights but the SAE has {d_sae} features")
         reading = probe_reading(dict(rec.extra))
-        return cls(name, w, float(rec.bias), reading.window, reading.reduce)
+        w_resid = None if rec.resid_weights is None else torch.as_tensor(rec.resid_weights, dtype=torch.float32)
+        return cls(name, w, float(rec.bias), reading.window, reading.reduce, reading.at, w_resid)
 
     def token_scores(self, x: Tensor, z: Tensor, sae: Any) -> Tensor:
         """[pos] per-token probabilities from residual rows ``x`` and their codes ``z``."""
+        if self.w_resid is not None:
+            dense: Tensor = torch.sigmoid(x.float() @ self.w_resid.to(x.device) + self.b)
+            return dense
         d_sae = z.shape[-1]
         w = self.w.to(z.device)
         logits = z @ w[:d_sae] + self.b
@@ -152,7 +161,7 @@ class ProbeHead:
             return 0.0
         import numpy as np
 
-        return float(response_scores(s, np.asarray([0, s.size]), Reading(self.window, self.reduce))[0])
+        return float(response_scores(s, np.asarray([0, s.size]), Reading(self.window, self.reduce, self.at))[0])
 
 
 def probe_score(setup: Setup, head: ProbeHead, ids: Sequence[int], span_start: int,

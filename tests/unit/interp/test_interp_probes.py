@@ -50,6 +50,22 @@ def test_probe_head_reads_the_runtime_window_and_the_error_term(tmp_path):
     assert load_probes(tmp_path).probes[0].name == "dec"
 
 
+def test_probe_head_reads_a_dense_probe_over_the_residual_at_the_response_end(tmp_path):
+    rec = record({"runtime_window": {"tokens": 1, "reduce": "max", "at": "response_end"}})
+    w_resid = np.linspace(-1, 1, 8).astype(np.float32)
+    dense = ProbeRecord("dec", "deception", "token", np.zeros(16, np.float32), 0.5, {"0.01": 0.9}, [(7, 0.8)],
+                        extra=rec.extra, resid_weights=w_resid)
+    save_probes(tmp_path, [dense], "blocks.1.hook_resid_post")
+    head = ProbeHead.from_pack(tmp_path, "dec", 16)
+    assert head.at == "response_end" and head.w_resid is not None
+    m = model()
+    sae = toy_sae(m)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(head.token_scores(x, sae.encode(x), sae), torch.sigmoid(x @ torch.from_numpy(w_resid) + 0.5))
+    # read once at the end: the last token's score, not the span's maximum
+    assert head.span_score(torch.tensor([0.9, 0.2, 0.4])) == pytest.approx(0.4)
+
+
 def test_concept_prompts_start_the_positive_answer():
     from classifiers.datasets import default_datasets_root, load_transcripts
     from classifiers.interp.concept_prompts import concept_dataset, concept_prompts, neutral_texts
