@@ -17,6 +17,7 @@ cached GGUF is verified again (hash and metadata) before every load.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -24,8 +25,11 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import structlog
 
 from monitor.hashing import file_sha256
@@ -72,8 +76,8 @@ def check_metadata(path: Path, entry: ModelEntry) -> None:
 
 
 #: Attribute the loader sets on a block's ``attn`` / ``mlp`` module: ``{"q"|"k"|"v"|"o"|
-#: "gate"|"up"|"down": GGUF tensor type name}``, how the model file stored that matrix
-#: (read by the int4 weight format, monitor.engine.weights).
+#: "gate"|"up"|"down": StoredMatrix}``, how the model file stored that matrix (read by the
+#: int4 weight format, monitor.engine.weights).
 STORED_AS = "_saeguard_stored_as"
 
 #: GGUF block tensor name -> (module, matrix) as the fast path names them (weights.STORED_AS)
@@ -82,18 +86,69 @@ _BLOCK_MATRICES = {"attn_q": ("attn", "q"), "attn_k": ("attn", "k"), "attn_v": (
                    "ffn_down": ("mlp", "down")}
 
 
-def block_storage(path: Path) -> dict[int, dict[str, dict[str, str]]]:
-    """How the file stores each block matrix: ``{layer: {"attn"|"mlp": {"q"|...|"down":
-    GGUF type name}}}`` (read from the tensor index; no tensor data is read)."""
-    from gguf import GGUFReader
+@dataclass(frozen=True)
+class StoredMatrix:
+    """How the model file stores one block matrix."""
 
-    out: dict[int, dict[str, dict[str, str]]] = {}
-    for t in GGUFReader(str(path)).tensors:
+    path: str
+    """The GGUF file."""
+    tensor: str
+    """Its tensor name there (``blk.3.ffn_down.weight``)."""
+    type: str
+    """GGUF type name (``Q4_K``, ``Q6_K``, ``F32`` ...)."""
+
+
+def block_storage(path: Path) -> dict[int, dict[str, dict[str, StoredMatrix]]]:
+    """How the file stores each block matrix: ``{layer: {"attn"|"mlp": {"q"|...|"down":
+    StoredMatrix}}}`` (read from the tensor index; no tensor data is read)."""
+    out: dict[int, dict[str, dict[str, StoredMatrix]]] = {}
+    for t in _reader(str(path)).tensors:
         parts = t.name.split(".")
         if len(parts) == 4 and parts[0] == "blk" and parts[3] == "weight" and parts[2] in _BLOCK_MATRICES:
             module, matrix = _BLOCK_MATRICES[parts[2]]
-            out.setdefault(int(parts[1]), {}).setdefault(module, {})[matrix] = t.tensor_type.name
+            out.setdefault(int(parts[1]), {}).setdefault(module, {})[matrix] = \
+                StoredMatrix(str(path), t.name, t.tensor_type.name)
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(path: str) -> Any:
+    from gguf import GGUFReader
+
+    return GGUFReader(path)
+
+
+#: Types whose blocks are affine 4-bit groups of 32 (``w = low + scale * q``, q in 0..15).
+GRID_TYPES = frozenset({"Q4_0", "Q4_1", "Q4_K"})
+
+
+def int4_grid(m: StoredMatrix) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale, low), each float32 [rows, cols / 32]: the file's own 4-bit grid of every group
+    of 32 along a row, so that the stored weights are exactly ``low + scale * q`` with q in
+    0..15 (Q4_0: low = -8 scale; Q4_1: the block's min; Q4_K: the sub-block's 6-bit scale and
+    min times the super-block's d and dmin). None for any other type."""
+    if m.type not in GRID_TYPES:
+        return None
+    t = next(t for t in _reader(m.path).tensors if t.name == m.tensor)
+    rows = int(t.shape[1]) if len(t.shape) > 1 else 1
+    raw = np.asarray(t.data, dtype=np.uint8).reshape(rows, -1)
+    if m.type == "Q4_K":  # 144-byte blocks of 256: d, dmin (f16), 12 bytes of 6-bit scales/mins, 128 of nibbles
+        b = raw.reshape(rows, -1, 144)
+        d = b[..., 0:2].copy().view(np.float16).astype(np.float32)
+        dmin = b[..., 2:4].copy().view(np.float16).astype(np.float32)
+        sc = b[..., 4:16].reshape(-1, 3, 4)
+        lo6, hi6, mix = sc[:, 0], sc[:, 1], sc[:, 2]
+        scales = np.concatenate([lo6 & 0x3F, (mix & 0x0F) | ((lo6 >> 2) & 0x30)], axis=-1).reshape(rows, -1, 8)
+        mins = np.concatenate([hi6 & 0x3F, (mix >> 4) | ((hi6 >> 2) & 0x30)], axis=-1).reshape(rows, -1, 8)
+        scale = (d * scales.astype(np.float32)).reshape(rows, -1)
+        low = (-dmin * mins.astype(np.float32)).reshape(rows, -1)
+        return scale, low
+    size = 18 if m.type == "Q4_0" else 20  # blocks of 32: d (f16) [, m (f16)], 16 bytes of nibbles
+    b = raw.reshape(rows, -1, size)
+    d = b[..., 0:2].copy().view(np.float16).astype(np.float32)[..., 0]
+    if m.type == "Q4_0":
+        return d, -8 * d
+    return d, b[..., 2:4].copy().view(np.float16).astype(np.float32)[..., 0]
 
 
 def verify(path: Path, entry: ModelEntry) -> str:

@@ -48,32 +48,98 @@ def test_int4_on_gaussian_weights_is_close_but_lossy():
     assert 0.005 < rel < 0.15
 
 
-def test_int4_keeps_the_rows_the_file_stored_wider_than_4_bits_in_bf16():
-    # a fused Q/K/V whose V the file kept at Q6_K: Q and K are 4-bit, V stays bf16, and the
-    # product is the parts' products side by side
-    torch.manual_seed(2)
-    w, x = torch.randn(96, 128), torch.randn(4, 128)
+def _file(tmp_path, tensors):
+    """A GGUF file holding ``{name: (raw uint8 rows, logical [rows, cols], GGML type)}``."""
+    import gguf
+
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, (raw, shape, qtype) in tensors.items():
+        writer.add_tensor(name, raw, raw_dtype=qtype)  # logical shape from the byte shape
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return str(path)
+
+
+def _q4k(rows, cols, seed):
+    """Random Q4_K blocks (144 bytes per 256 weights) and their weights as gguf decodes them."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, 256, size=(rows, cols // 256, 144), dtype=np.uint8)
+    b[..., 0:2] = np.full((rows, cols // 256, 1), 0.002, np.float16).view(np.uint8)  # d
+    b[..., 2:4] = np.full((rows, cols // 256, 1), 0.004, np.float16).view(np.uint8)  # dmin
+    raw = b.reshape(rows, -1)
+    w = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q4_K).reshape(rows, cols)
+    return raw, torch.from_numpy(w.astype("float32"))
+
+
+def test_int4_re_expresses_the_files_q4k_groups_exactly(tmp_path):
+    import gguf
+
+    from monitor.model.gguf_file import StoredMatrix, int4_grid
+
+    raw, w = _q4k(48, 512, 0)
+    path = _file(tmp_path, {"blk.0.attn_q.weight": (raw, (48, 512), gguf.GGMLQuantizationType.Q4_K)})
+    m = StoredMatrix(path, "blk.0.attn_q.weight", "Q4_K")
+    scale, low = int4_grid(m)
+    assert scale.shape == low.shape == (48, 512 // GROUP)
+    x = torch.randn(4, 512)
     ref = x @ w.T
-    mixed = stored(w, "int4", [(64, "Q4_K"), (16, "Q4_K"), (16, "Q6_K")])
+    exact = stored(w, "int4", [(48, m)])
+    requantized = Int4Linear(w)  # min/max per group: what int4 did before it read the file's grid
+    assert isinstance(exact, Int4Linear) and exact.exact and not requantized.exact
+    err_exact = (linear(x, exact) - ref).norm() / ref.norm()
+    err_requant = (linear(x, requantized) - ref).norm() / ref.norm()
+    assert err_exact < 0.01 < err_requant
+    # weights that are not the file's (another layout) fall back to requantizing, never a wrong grid
+    assert not Int4Linear(w.flip(0), (torch.from_numpy(scale), torch.from_numpy(low))).exact
+
+
+def test_int4_keeps_the_rows_the_file_stored_wider_than_4_bits_in_bf16(tmp_path):
+    import gguf
+
+    from monitor.model.gguf_file import StoredMatrix
+
+    # a fused Q/K/V whose V the file kept at Q6_K: Q and K are 4-bit on the file's grid, V
+    # stays bf16, and the product is the parts' products side by side
+    raw_q, wq = _q4k(64, 256, 1)
+    raw_k, wk = _q4k(16, 256, 2)
+    path = _file(tmp_path, {"q": (raw_q, (64, 256), gguf.GGMLQuantizationType.Q4_K),
+                            "k": (raw_k, (16, 256), gguf.GGMLQuantizationType.Q4_K)})
+    wv = torch.randn(16, 256) * 0.05
+    w, x = torch.cat([wq, wk, wv]), torch.randn(4, 256)
+    rows = [(64, StoredMatrix(path, "q", "Q4_K")), (16, StoredMatrix(path, "k", "Q4_K")),
+            (16, StoredMatrix(path, "v", "Q6_K"))]
+    mixed = stored(w, "int4", rows)
     assert isinstance(mixed, RowStack)
     assert [type(p) for p in mixed.parts] == [Int4Linear, BF16Linear]  # neighbours of one kind merge
+    assert mixed.parts[0].exact
+    ref = x @ w.T
     y = linear(x, mixed, torch.ones(96))
-    v_err = (y[:, 80:] - 1 - ref[:, 80:]).abs().max()
-    qk_err = (y[:, :80] - 1 - ref[:, :80]).abs().max()
-    assert y.shape == ref.shape and v_err < 0.02 * ref.abs().max() < qk_err
-    # the file's 4-bit types, or no record (hf: models), give one int4 product; bf16 is bf16
-    assert isinstance(stored(w, "int4", [(96, "Q4_1")]), Int4Linear)
+    assert y.shape == ref.shape and (y - 1 - ref).abs().max() < 0.02 * ref.abs().max()
+    # no record (hf: models) gives one int4 product; a file's 8-bit matrix is bf16; bf16 is bf16
+    assert isinstance(stored(w, "int4"), Int4Linear)
     assert isinstance(stored(w, "int4", [(80, None), (16, None)]), Int4Linear)
-    assert isinstance(stored(w, "int4", [(96, "Q8_0")]), BF16Linear)
-    assert isinstance(stored(w, "bf16", [(96, "Q4_K")]), BF16Linear)
+    assert isinstance(stored(w, "int4", [(96, StoredMatrix(path, "x", "Q8_0"))]), BF16Linear)
+    assert isinstance(stored(w, "bf16", rows), BF16Linear)
     with pytest.raises(ValueError, match="do not cover"):
-        stored(w, "int4", [(64, "Q4_K"), (16, "Q6_K")])
+        stored(w, "int4", rows[:2])
 
 
 def test_the_fast_path_reads_how_the_loader_says_each_block_matrix_was_stored():
+    from monitor.model.gguf_file import StoredMatrix
+
+    def kind(t):
+        return StoredMatrix("unused.gguf", "t", t)
+
     model = toy_model(**WIDE)
-    setattr(model.blocks[0].attn, STORED_AS, {"q": "Q4_K", "k": "Q4_K", "v": "Q6_K", "o": "Q4_K"})
-    setattr(model.blocks[0].mlp, STORED_AS, {"gate": "Q4_K", "up": "Q4_K", "down": "Q6_K"})
+    setattr(model.blocks[0].attn, STORED_AS, {"q": kind("IQ4_NL"), "k": kind("IQ4_NL"), "v": kind("Q6_K"),
+                                              "o": kind("IQ4_NL")})
+    setattr(model.blocks[0].mlp, STORED_AS, {"gate": kind("IQ4_NL"), "up": kind("IQ4_NL"), "down": kind("Q6_K")})
     ff = FastForward(model, "int4")
     first, second = ff.layers[0], ff.layers[1]
     assert isinstance(first["wqkv"], RowStack) and isinstance(first["wout"], BF16Linear)
