@@ -194,17 +194,34 @@ def test_the_models_pack_explains_its_live_residual_and_belongs_to_it_alone(qwen
 
 
 def test_int4_weights_keep_the_answer_and_what_the_pack_reads(qwen):
-    """The int4 weight format on the real model: the answer starts the same, teacher-forced
-    on the fp32 answer the int4 next token agrees at >= 85% of its positions, and the
-    middle layer's residual stays within 20% relative error over the monitored positions.
-    (Loose on purpose: the 0.5B's file is mostly 5-bit, so int4 loses a bit per weight and
-    measures 14-17% here; whether a format may run with a pack is decided by the quality
-    gates, ops/bench/weights_quality.py, and the README says which pass.)"""
+    """The int4 weight format on the real model follows its file: every matrix the GGUF
+    stores as Q4_K groups is packed on the file's own grid (exactly), every wider one (Q5_0,
+    Q6_K, Q8_0) stays bf16. The answer starts the same, teacher-forced on the fp32 answer
+    the int4 next token agrees at >= 90% of its positions, and the middle layer's residual
+    stays within 5% relative error over the monitored positions (bf16 measures ~0.5%;
+    requantizing Q4_K between each group's min and max measured 7% on the 1.5B and 14-17%
+    on the 0.5B). Whether a format may run with a pack is decided by the quality gates,
+    ops/bench/weights_quality.py, and the README says which pass."""
     from monitor.engine.hooks import capture
+    from monitor.engine.weights import BF16Linear, Int4Linear, RowStack
     from monitor.guard.positions import monitorable
+    from monitor.model.gguf_file import STORED_AS
 
     lm, engine = qwen
     int4 = Engine.from_loaded(lm, weights="int4")
+    kinds = {"exact int4": 0, "bf16": 0}
+    for block, layer in zip(lm.model.blocks, int4._fast.ff.layers, strict=True):
+        stored = {**getattr(block.attn, STORED_AS), **getattr(block.mlp, STORED_AS)}
+        assert set(stored) == {"q", "k", "v", "o", "gate", "up", "down"}
+        for key in ("wqkv", "wo", "wgi", "wout"):
+            for part in (layer[key].parts if isinstance(layer[key], RowStack) else [layer[key]]):
+                assert isinstance(part, (Int4Linear, BF16Linear))
+                if isinstance(part, Int4Linear):
+                    assert part.exact, f"{lm.spec}: an int4 matrix is not on its file's grid"
+                kinds["exact int4" if isinstance(part, Int4Linear) else "bf16"] += 1
+        wide = {k for k, m in stored.items() if m.type not in ("Q4_0", "Q4_1", "Q4_K")}
+        assert isinstance(layer["wout"], BF16Linear) == ("down" in wide)
+    print(f"{lm.spec} int4 products: {kinds}")
     prompt = engine.render(MESSAGES)
     ref = engine.generation(prompt, SamplingParams(max_tokens=48))
     list(ref)
@@ -222,12 +239,12 @@ def test_int4_weights_keep_the_answer_and_what_the_pack_reads(qwen):
     n = len(ref.completion_ids)
     pos = slice(len(prompt) - 1, len(prompt) - 1 + n)
     agree = (outs["int4"][0][pos].argmax(-1) == outs["fp32"][0][pos].argmax(-1)).float().mean()
-    assert float(agree) >= 0.85
+    assert float(agree) >= 0.90
     keep = monitorable(seq[0], special_ids=lm.tokenizer.all_special_ids, resid=outs["fp32"][1]).mask
     x, y = outs["fp32"][1][keep], outs["int4"][1][keep]
     rel = float((y - x).norm() / x.norm())
     print(f"{lm.spec} int4: next-token agreement {float(agree):.3f}, hook relative error {rel:.3f}")
-    assert rel <= 0.20
+    assert rel <= 0.05
 
 
 def test_the_models_dense_probes_score_live_tokens_as_offline_and_alerts_name_features(qwen):
