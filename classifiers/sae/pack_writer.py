@@ -55,7 +55,9 @@ def write_pack(pack: Path, run_dir: Path, record: dict[str, Any], result: dict[s
     if comparison:
         manifest["architecture_comparison"] = [{k: c.get(k) for k in TABLE_KEYS} for c in comparison]
     old = read_json(pack / "manifest.json")
-    for key in ("probes",):  # keep what other steps recorded
+    # keep what other steps recorded; not "weights" (the format that passed the pack's
+    # quality gates): a new SAE has not been gated, so the pack runs fp32 until it is
+    for key in ("probes",):
         if key in old:
             manifest[key] = old[key]
     write_json(pack / "manifest.json", manifest)

@@ -14,8 +14,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "qwen2.5-coder-1.5b-instruct (`saeguard models`) or hf:<name>")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--weights", default="fp32", choices=["fp32", "bf16", "int4"],
-                   help="the fast path's weight format (default fp32; int4/bf16: CPU only, README \"Weight formats\")")
+    p.add_argument("--weights", default="auto", choices=["auto", "fp32", "bf16", "int4"],
+                   help="the fast path's weight format (default auto: with --pack, the fastest format that passes "
+                        "the pack's quality gates on a CPU; fp32 without one; README \"Weight formats\")")
 
 
 def register(subparsers: Any) -> None:
@@ -34,13 +35,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def load_engine(args: argparse.Namespace) -> Any:
-    """Load the model named by ``--model`` into an Engine; one-line errors on failure."""
+def load_engine(args: argparse.Namespace, pack: Any = None) -> Any:
+    """Load the model named by ``--model`` into an Engine; one-line errors on failure.
+    ``--weights auto`` runs the pack's gated format (:meth:`GuardPack.weight_format`), fp32
+    without a pack."""
     import torch
 
     from monitor.cli import CliError
     from monitor.engine import Engine
-    from monitor.engine.weights import WeightFormatError
+    from monitor.engine.weights import WeightFormatError, check_format
     from monitor.model import ModelSpecError, load_model
 
     torch.set_num_threads(max(1, args.threads))
@@ -49,7 +52,10 @@ def load_engine(args: argparse.Namespace) -> Any:
     except ModelSpecError as exc:
         raise CliError(str(exc)) from None
     try:
-        return lm, Engine.from_loaded(lm, weights=getattr(args, "weights", "fp32"))
+        requested = getattr(args, "weights", "auto")
+        weights = pack.weight_format(requested, str(lm.device)) if pack is not None else \
+            ("fp32" if requested == "auto" else requested)
+        return lm, Engine.from_loaded(lm, weights=check_format(weights, lm.device))
     except WeightFormatError as exc:
         raise CliError(str(exc)) from None
 
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy and not args.pack:
         raise CliError("--policy needs --pack (the policy's probes and features live in a guard pack)")
     pack, policy = _pack_and_policy(args) if args.pack else (None, None)
-    lm, engine = load_engine(args)
+    lm, engine = load_engine(args, pack)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
     if pack is not None:

@@ -24,8 +24,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model-id", help="id clients send as `model` (default: the model spec)")
     p.add_argument("--device", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    p.add_argument("--weights", choices=["fp32", "bf16", "int4"],
-                   help="the fast path's weight format (default fp32; README \"Weight formats\")")
+    p.add_argument("--weights", choices=["auto", "fp32", "bf16", "int4"],
+                   help="the fast path's weight format (default auto: the fastest format that passes the pack's "
+                        "quality gates on a CPU, fp32 on CUDA; README \"Weight formats\")")
     p.add_argument("--pack", metavar="DIR", help="guard pack (default classifiers/packs/smollm2-135m-instruct)")
     p.add_argument("--policy", metavar="FILE", help="policy file (default policies/default.yaml)")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default redis://127.0.0.1:6379/0; "

@@ -57,6 +57,16 @@ class GuardPack:
     """SAELens ``SAE`` (float32; takes raw residuals, see :mod:`monitor.sae_spec`), or None
     until :meth:`with_sae` (``load_pack(with_sae=False)``)."""
 
+    def weight_format(self, requested: str, device: str) -> str:
+        """The weight format to run: ``requested``, or for ``auto`` the fastest format that
+        passes this pack's quality gates (``manifest.weights``) on a CPU, fp32 otherwise
+        (the low-bit kernels are CPU kernels; a pack that records none was not gated)."""
+        if requested != "auto":
+            return requested
+        if not str(device).startswith("cpu"):
+            return "fp32"
+        return self.manifest.weights or "fp32"
+
     @property
     def hook_name(self) -> str:
         meta = self.sae_cfg.get("metadata")

@@ -3,7 +3,7 @@ built for, and how its SAE was trained (provenance the runtime records but does 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,5 +34,9 @@ class PackManifest(BaseModel):
     library_versions: dict[str, str] = Field(default_factory=dict, description="Library versions used (provenance).")
     commands: list[str] = Field(default_factory=list, description="Commands that built the pack (provenance).")
     sae_eval: dict[str, Any] = Field(default_factory=dict, description="Held-out SAE metrics (provenance).")
+    weights: Literal["fp32", "bf16", "int4"] | None = Field(
+        None, description="The fastest weight format that passes this pack's quality gates "
+                          "(ops/bench/weights_quality.py; README \"Weight formats\"): what `--weights auto`, the "
+                          "default, runs on a CPU. None: fp32.")
     architecture_comparison: list[dict[str, Any]] = Field(
         default_factory=list, description="Other SAE runs compared before this one was chosen (provenance).")

@@ -129,7 +129,7 @@ class Runtime:
     def build(cls, settings: ServerSettings, loaded_model: Any = None) -> Runtime:
         """Load model, pack and policy and wire the sink; nothing starts yet."""
         from monitor.engine import Engine
-        from monitor.engine.weights import WeightFormatError
+        from monitor.engine.weights import WeightFormatError, check_format
         from monitor.guard import Guard
         from monitor.model import ModelSpecError, load_model
         from monitor.pack import PackError, load_pack
@@ -174,9 +174,11 @@ class Runtime:
         except PackError as exc:
             raise StartupError(f"guard pack: {exc}") from None
         try:
-            engine = Engine.from_loaded(loaded_model, weights=settings.weights)
+            weights = check_format(pack.weight_format(settings.weights, str(loaded_model.device)), loaded_model.device)
+            engine = Engine.from_loaded(loaded_model, weights=weights)
         except WeightFormatError as exc:
             raise StartupError(f"weights: {exc}") from None
+        log.info("weights", requested=settings.weights, running=weights)
         backend = Backend(engine=engine, guard=guard, metrics=metrics, publish=publish)
         scheduler: Scheduler
         if settings.max_batch > 1 and engine.supports_batching:

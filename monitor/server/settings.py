@@ -37,9 +37,10 @@ class ServerSettings(BaseSettings):
     model_id: str = Field("", description="Model id clients send in `model` (default: the model spec).")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
     threads: int = Field(2, ge=1, description="torch CPU threads.")
-    weights: Literal["fp32", "bf16", "int4"] = Field(
-        "fp32", description="The fast path's weight format (bf16/int4: CPU kernels, faster decode; the quality "
-                            "gates per model and pack are in the README, \"Weight formats\").")
+    weights: Literal["auto", "fp32", "bf16", "int4"] = Field(
+        "auto", description="The fast path's weight format. auto: the fastest format that passes the pack's "
+                            "quality gates (its manifest's `weights`) on a CPU, fp32 on CUDA or for an ungated "
+                            "pack; bf16/int4 are CPU kernels (README \"Weight formats\").")
     pack_dir: Path = Field(Path("classifiers/packs/smollm2-135m-instruct"), description="Guard pack directory.")
     policy: Path = Field(Path("policies/default.yaml"), description="Policy file (hot-reloaded).")
     watch_policy: bool = Field(True, description="Reload the policy when its file changes.")
