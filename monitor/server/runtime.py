@@ -233,7 +233,8 @@ class Runtime:
         detail: dict[str, Any] = {
             "model": {"ok": True, "id": self.model_id, "spec": getattr(self.lm, "spec", ""),
                       "device": str(self.lm.model.cfg.device),
-                      "weights_sha256": getattr(self.lm, "weights_sha256", "")},
+                      "weights_sha256": getattr(self.lm, "weights_sha256", ""),
+                      "weight_format": self.backend.engine.weights},
             "pack": {"ok": True, "dir": str(self.settings.pack_dir), "hook": guard.hook_name,
                      "d_sae": int(guard.W_dec.shape[0]), "probes": list(guard.probes.names)},
             "policy": {"ok": True, "name": policy.name, "version": policy.version, "mode": policy.mode,

@@ -62,7 +62,8 @@ async def health(request: Request) -> dict[str, Any]:
     hashes = await asyncio.to_thread(pack_hashes, Path(s.pack_dir))
     lm = runtime.lm
     return {"model": {"id": runtime.model_id, "spec": getattr(lm, "spec", ""),
-                      "weights_sha256": getattr(lm, "weights_sha256", "")},
+                      "weights_sha256": getattr(lm, "weights_sha256", ""),
+                      "weight_format": runtime.backend.engine.weights},
             "pack": {"dir": str(s.pack_dir), "hook": runtime.backend.guard.hook_name, **hashes},
             "policy": {"name": policy.name, "version": policy.version, "mode": policy.mode},
             "redis": {"url_scheme": s.redis_url.split("://", 1)[0], "stream": s.stream},
