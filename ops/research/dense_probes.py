@@ -404,15 +404,17 @@ ROC curves of each new framing's mean-pooled layer ensemble on its held-out sour
     (out_dir / "REPORT.md").write_text(text, encoding="utf-8")
 
 
-def plot_curves(curves: list[RocCurve], out_dir: Path) -> None:
-    """One PNG per concept: the held-out ROC of the mean-pooled ensemble of each framing
-    (the same scores as the ensemble rows; curve names are ``concept|framing -> source``)."""
+def plot_curves(curves: list[RocCurve], out_dir: Path, stem: str = "roc_dense",
+                title: str = "dense ensemble, held-out sources") -> None:
+    """One PNG per concept (``<stem>_<concept>.png``): the held-out ROC of the mean-pooled
+    ensemble of each framing (the same scores as the ensemble rows; curve names are
+    ``concept|framing -> source``)."""
     by_concept: dict[str, list[RocCurve]] = {}
     for c in curves:
         concept, name = c.name.split("|", 1)
         by_concept.setdefault(concept, []).append(RocCurve(name, c.scores, c.labels))
     for concept, cs in by_concept.items():
-        roc_png(out_dir / f"roc_dense_{concept}.png", cs, title=f"{concept}: dense ensemble, held-out sources")
+        roc_png(out_dir / f"{stem}_{concept}.png", cs, title=f"{concept}: {title}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "ops" / "research"))
 from dense_probes import (  # noqa: E402
     Framing,
     features,
+    plot_curves,
     run_framing,
     sample,
     save_jsonl,
@@ -50,7 +51,7 @@ from classifiers.behaviour.instructed import PAIRS, instructed_pairs  # noqa: E4
 from classifiers.datasets.registry import load_transcripts  # noqa: E402
 from classifiers.datasets.split import group_unit  # noqa: E402
 from classifiers.datasets.types import Transcript  # noqa: E402
-from classifiers.probes.metrics import RocCurve, roc_png  # noqa: E402
+from classifiers.probes.metrics import RocCurve  # noqa: E402
 
 log = structlog.get_logger("onpolicy_framings")
 
@@ -180,12 +181,7 @@ def main() -> int:
             "onpolicy_goal_lies": json.loads((work / "onpolicy_goal_lies_stats.json").read_text()),
             "onpolicy_bbq": json.loads((work / "onpolicy_bbq_stats.json").read_text())}
     (out_dir / "onpolicy_study.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    by_concept: dict[str, list[RocCurve]] = {}
-    for c in curves:
-        concept, name = c.name.split("|", 1)
-        by_concept.setdefault(concept, []).append(RocCurve(name, c.scores, c.labels))
-    for concept, cs in by_concept.items():
-        roc_png(out_dir / f"roc_onpolicy_{concept}.png", cs, title=f"{concept}: new framings, held-out sources")
+    plot_curves(curves, out_dir, stem="roc_onpolicy", title="new framings, held-out sources")
     log.info("done", rows=len(rows), out=str(out_dir))
     return 0
 
