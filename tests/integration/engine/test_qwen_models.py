@@ -205,7 +205,7 @@ def test_int4_weights_keep_the_answer_and_what_the_pack_reads(qwen):
     from monitor.engine.hooks import capture
     from monitor.engine.weights import BF16Linear, Int4Linear, RowStack
     from monitor.guard.positions import monitorable
-    from monitor.model.gguf_file import STORED_AS
+    from monitor.model.gguf_file import GRID_TYPES, STORED_AS
 
     lm, engine = qwen
     int4 = Engine.from_loaded(lm, weights="int4")
@@ -219,7 +219,7 @@ def test_int4_weights_keep_the_answer_and_what_the_pack_reads(qwen):
                 if isinstance(part, Int4Linear):
                     assert part.exact, f"{lm.spec}: an int4 matrix is not on its file's grid"
                 kinds["exact int4" if isinstance(part, Int4Linear) else "bf16"] += 1
-        wide = {k for k, m in stored.items() if m.type not in ("Q4_0", "Q4_1", "Q4_K")}
+        wide = {k for k, m in stored.items() if m.type not in GRID_TYPES}
         assert isinstance(layer["wout"], BF16Linear) == ("down" in wide)
     print(f"{lm.spec} int4 products: {kinds}")
     prompt = engine.render(MESSAGES)
