@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 def load_engine(args: argparse.Namespace, pack: Any = None) -> Any:
     """Load the model named by ``--model`` into an Engine; one-line errors on failure.
-    ``--weights auto`` runs the pack's gated format (:meth:`GuardPack.weight_format`), fp32
+    ``--weights auto`` runs the pack's gated format (:func:`resolve_weight_format`), fp32
     without a pack."""
     import torch
 
@@ -45,6 +45,7 @@ def load_engine(args: argparse.Namespace, pack: Any = None) -> Any:
     from monitor.engine import Engine
     from monitor.engine.weights import WeightFormatError, check_format
     from monitor.model import ModelSpecError, load_model
+    from monitor.pack.loader import resolve_weight_format
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -52,9 +53,8 @@ def load_engine(args: argparse.Namespace, pack: Any = None) -> Any:
     except ModelSpecError as exc:
         raise CliError(str(exc)) from None
     try:
-        requested = getattr(args, "weights", "auto")
-        weights = pack.weight_format(requested, str(lm.device)) if pack is not None else \
-            ("fp32" if requested == "auto" else requested)
+        weights = resolve_weight_format(getattr(args, "weights", "auto"), str(lm.device),
+                                        pack.manifest.weights if pack is not None else None)
         return lm, Engine.from_loaded(lm, weights=check_format(weights, lm.device))
     except WeightFormatError as exc:
         raise CliError(str(exc)) from None

@@ -58,14 +58,8 @@ class GuardPack:
     until :meth:`with_sae` (``load_pack(with_sae=False)``)."""
 
     def weight_format(self, requested: str, device: str) -> str:
-        """The weight format to run: ``requested``, or for ``auto`` the fastest format that
-        passes this pack's quality gates (``manifest.weights``) on a CPU, fp32 otherwise
-        (the low-bit kernels are CPU kernels; a pack that records none was not gated)."""
-        if requested != "auto":
-            return requested
-        if not str(device).startswith("cpu"):
-            return "fp32"
-        return self.manifest.weights or "fp32"
+        """The weight format to run with this pack (:func:`resolve_weight_format`)."""
+        return resolve_weight_format(requested, device, self.manifest.weights)
 
     @property
     def hook_name(self) -> str:
@@ -124,6 +118,18 @@ class GuardPack:
         except SAESpecError as exc:
             raise PackError(str(exc)) from exc
         return dataclasses.replace(self, sae=sae)
+
+
+def resolve_weight_format(requested: str, device: str, gated: str | None) -> str:
+    """The weight format to run: ``requested``, or for ``auto`` the fastest format that
+    passed the pack's quality gates (``gated``, its ``manifest.weights``) on a CPU, fp32
+    otherwise (the low-bit kernels are CPU kernels; without a pack, or for a pack that
+    records none, nothing was gated)."""
+    if requested != "auto":
+        return requested
+    if not str(device).startswith("cpu"):
+        return "fp32"
+    return gated or "fp32"
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any] | None:

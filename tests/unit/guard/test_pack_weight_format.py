@@ -53,3 +53,11 @@ def test_the_shipped_packs_record_the_formats_their_gates_passed() -> None:
         records = [json.loads(f.read_text()) for f in sorted(results.glob(f"weights_quality_{name}*.json"))]
         passed = [d for d in records if d["model"] == name and d["formats"].get(fmt, {}).get("passes") is True]
         assert passed, f"{name} runs {fmt} but no gate record in {results} says it passes"
+
+
+def test_without_a_pack_auto_runs_fp32_and_an_explicit_format_still_wins() -> None:
+    from monitor.pack.loader import resolve_weight_format
+
+    assert resolve_weight_format("auto", "cpu", None) == "fp32"
+    assert resolve_weight_format("int4", "cpu", None) == "int4"
+    assert resolve_weight_format("auto", "cpu", "bf16") == "bf16"
