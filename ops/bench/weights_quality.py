@@ -20,6 +20,9 @@ Per format, measured in the same process against fp32:
 
 ``passes`` is true when every probe moves by <= 0.01 AUROC, EV and CE recovered by <= 0.01,
 and greedy agreement is >= 0.95: the README's rule for which format a pack may run with.
+The record names the sha256 of the pack files it measured (``pack_files``: the SAE and the
+probes' weights), so a pack whose SAE or probes change must be gated again before its
+manifest may name a format (tests/unit/guard/test_pack_weight_format.py).
 Prints progress, then ONE JSON line (also written to ``--out``).
 """
 
@@ -54,6 +57,14 @@ PROMPTS = [
 HELD_OUT = {"deception": "deception_truthfulqa", "sycophancy": "sycophancy_pressure_replies",
             "unsafe_code": "code_safecoder_secnew", "bias": "bias_winobias"}
 AUROC_TOL, SAE_TOL, GREEDY_MIN = 0.01, 0.01, 0.95
+#: the pack files a gate measures (relative to the pack); their hashes go into the record
+GATED_FILES = ("sae/sae_weights.safetensors", "probes/probes.safetensors")
+
+
+def pack_files(pack: Path) -> dict[str, str]:
+    from monitor.hashing import file_sha256
+
+    return {f: file_sha256(pack / f) for f in GATED_FILES if (pack / f).is_file()}
 
 
 def log(msg: str) -> None:
@@ -199,7 +210,8 @@ def main() -> int:  # noqa: PLR0915 - one linear measurement
         results[fmt] = row
         log(f"{fmt}: {row}")
         del ff
-    out = {"model": lm.spec, "pack": str(Path(args.pack)), "hook": hook, "formats": results,
+    out = {"model": lm.spec, "pack": str(Path(args.pack)), "pack_files": pack_files(Path(args.pack)),
+           "hook": hook, "formats": results,
            "eval_tokens": int(sum(len(s) for s in seqs)), "prompts": len(PROMPTS), "tokens": args.tokens,
            "probe_chats": args.probe_chats, "threads": args.threads, "torch": torch.__version__,
            "rule": f"passes: |dAUROC| <= {AUROC_TOL} per probe, |dEV|, |dCE rec| <= {SAE_TOL}, "

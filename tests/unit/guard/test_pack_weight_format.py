@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.hashing import file_sha256
 from monitor.pack import PackError, load_pack
+from ops.bench.weights_quality import GATED_FILES
 from tests.unit.guard.test_pack_sae_match import copy_pack
 
 
@@ -51,8 +53,11 @@ def test_the_shipped_packs_record_the_formats_their_gates_passed() -> None:
         if fmt in (None, "fp32"):
             continue
         records = [json.loads(f.read_text()) for f in sorted(results.glob(f"weights_quality_{name}*.json"))]
-        passed = [d for d in records if d["model"] == name and d["formats"].get(fmt, {}).get("passes") is True]
-        assert passed, f"{name} runs {fmt} but no gate record in {results} says it passes"
+        # the gate must have measured the pack as it is now: a new SAE or new probes need a new gate
+        now = {f: file_sha256(root / name / f) for f in GATED_FILES if (root / name / f).is_file()}
+        passed = [d for d in records if d["model"] == name and d["formats"].get(fmt, {}).get("passes") is True
+                  and d.get("pack_files") == now]
+        assert passed, f"{name} runs {fmt} but no gate record in {results} says the pack's current files pass"
 
 
 def test_without_a_pack_auto_runs_fp32_and_an_explicit_format_still_wins() -> None:
