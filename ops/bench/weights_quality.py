@@ -67,6 +67,13 @@ def pack_files(pack: Path) -> dict[str, str]:
     return {f: file_sha256(pack / f) for f in GATED_FILES if (pack / f).is_file()}
 
 
+def backs(record: dict[str, Any], pack: Path, fmt: str) -> bool:
+    """Whether gate ``record`` lets ``pack`` (a directory named after its model) name ``fmt``:
+    the record passed ``fmt`` on that model and measured the pack's current files."""
+    return (record["model"] == pack.name and record["formats"].get(fmt, {}).get("passes") is True
+            and record.get("pack_files") == pack_files(pack))
+
+
 def log(msg: str) -> None:
     print(f"[weights_quality] {msg}", file=sys.stderr, flush=True)
 

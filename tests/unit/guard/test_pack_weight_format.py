@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.hashing import file_sha256
 from monitor.pack import PackError, load_pack
-from ops.bench.weights_quality import GATED_FILES
+from ops.bench.weights_quality import backs, pack_files
 from tests.unit.guard.test_pack_sae_match import copy_pack
 
 
@@ -54,10 +53,19 @@ def test_the_shipped_packs_record_the_formats_their_gates_passed() -> None:
             continue
         records = [json.loads(f.read_text()) for f in sorted(results.glob(f"weights_quality_{name}*.json"))]
         # the gate must have measured the pack as it is now: a new SAE or new probes need a new gate
-        now = {f: file_sha256(root / name / f) for f in GATED_FILES if (root / name / f).is_file()}
-        passed = [d for d in records if d["model"] == name and d["formats"].get(fmt, {}).get("passes") is True
-                  and d.get("pack_files") == now]
-        assert passed, f"{name} runs {fmt} but no gate record in {results} says the pack's current files pass"
+        assert any(backs(d, root / name, fmt) for d in records), \
+            f"{name} runs {fmt} but no gate record in {results} says the pack's current files pass"
+
+
+def test_a_gate_record_of_other_pack_files_does_not_back_a_format(tmp_path: Path) -> None:
+    """A pack whose SAE changed after its gate ran (same model, same format) is not backed."""
+    pack = copy_pack(tmp_path)
+    record = {"model": pack.name, "formats": {"int4": {"passes": True}}, "pack_files": pack_files(pack)}
+    assert backs(record, pack, "int4")
+    assert not backs(record, pack, "bf16")
+    sae = pack / "sae" / "sae_weights.safetensors"
+    sae.write_bytes(sae.read_bytes() + b"\0")
+    assert not backs(record, pack, "int4")
 
 
 def test_without_a_pack_auto_runs_fp32_and_an_explicit_format_still_wins() -> None:
